@@ -1,0 +1,142 @@
+"""Builds the ``microvlm`` click group: core commands plus those plugins add.
+
+Nothing here imports torch; commands import heavy modules inside their bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+
+from microvlm.cli import plugins_cmd, recipe_cmd
+from microvlm.errors import MicroVLMError
+from microvlm.plugins import BrokenPlugin, Plugins, load_plugins
+
+logger = logging.getLogger(__name__)
+
+#: Options that, like the seed's argparse ``nargs="+"``, take several KEY=VALUE words.
+MULTI_VALUE_OPTIONS = ("--set", "--options")
+
+EPILOG = """\b
+Seed scripts and their commands:
+  train.py --cfg-path X --options k=v   ->  microvlm run X --set k=v
+  microvlm recipe check X               ->  validate a recipe without running it
+  microvlm plugins                      ->  what is installed, and what failed to load
+"""
+
+
+class MicroVLMGroup(click.Group):
+    """Turns :class:`MicroVLMError` into one clear message and a non-zero exit, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MicroVLMError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _version_option(plugins: Plugins):  # type: ignore[no-untyped-def]
+    def show(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        for dist, version in plugins.distributions().items():
+            click.echo(f"{dist} {version}")
+        ctx.exit()
+
+    return click.option(
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=show,
+        help="Show the versions of microvlm-core and the installed plugin packages.",
+    )
+
+
+def build_cli(plugins: Plugins | None = None) -> click.Group:
+    """The ``microvlm`` group with core's commands and every plugin's ``register_commands``."""
+    plugins = load_plugins() if plugins is None else plugins
+
+    @click.group(cls=MicroVLMGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+    @_version_option(plugins)
+    @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+    @click.pass_context
+    def cli(ctx: click.Context, verbose: int) -> None:
+        """MicroVLM-E: train, evaluate, quantize and run a compact vision-language model.
+
+        Every component (encoders, bridges, LLMs, datasets, tasks, quantizers, loggers)
+        is a plugin; TOML recipes wire them together: microvlm run recipes/stage1_alignment.toml
+        """
+        ctx.obj = plugins
+        _configure_logging(verbose)
+
+    cli.add_command(plugins_cmd.plugins_command)
+    cli.add_command(recipe_cmd.recipe_group)
+    cli.add_command(recipe_cmd.run_command)
+    cli.add_command(recipe_cmd.train_command)
+    _add_plugin_commands(cli, plugins)
+    return cli
+
+
+def _add_plugin_commands(cli: click.Group, plugins: Plugins) -> None:
+    for impl in reversed(plugins.hook.register_commands.get_hookimpls()):
+        try:
+            impl.function(**{arg: cli for arg in impl.argnames})
+        except Exception as exc:  # one plugin's broken command must not take the CLI down
+            dist, version = plugins.origin(impl.plugin_name)
+            logger.warning("plugin %s (%s) failed to add its commands: %s", impl.plugin_name, dist, exc)
+            plugins.broken.append(
+                BrokenPlugin(impl.plugin_name, dist, version, f"{type(exc).__name__}: {exc}")
+            )
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if not root.handlers:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, show_time=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("microvlm").setLevel(min(level, logging.INFO))
+
+
+def expand_multi_value(argv: Sequence[str]) -> list[str]:
+    """``--options a=1 b=2`` -> ``--options a=1 --options b=2`` (the seed's argparse style).
+
+    Words after the option are taken while they look like ``KEY=VALUE``.
+    """
+    out: list[str] = []
+    current: str | None = None  # the multi-value option being filled
+    taken = False  # whether it has received a value yet
+    for word in argv:
+        if current is not None and "=" in word and not word.startswith("-"):
+            out.extend((current, word))
+            taken = True
+            continue
+        if current is not None and not taken:
+            out.append(current)  # no KEY=VALUE followed: let click report it
+        current = None
+        if word in MULTI_VALUE_OPTIONS:
+            current, taken = word, False
+            continue
+        out.append(word)
+    if current is not None and not taken:
+        out.append(current)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = expand_multi_value(sys.argv[1:] if argv is None else argv)
+    try:
+        cli = build_cli()
+    except MicroVLMError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    cli.main(args=args, prog_name="microvlm")

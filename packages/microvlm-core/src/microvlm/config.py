@@ -1,0 +1,133 @@
+"""Typed, frozen configuration of a run: what a recipe is structured into.
+
+Component sections (``[model.encoder]``, ``[[data]]``'s dataset and task, loggers) hold a
+:class:`ComponentSpec`: the registered name plus an instance of the config class that the
+providing plugin registered. Everything else is core's own config, defined here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from microvlm.structure import FieldValueError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+TrainablePart = Literal["bridge", "projection", "lora", "llm", "encoder"]
+
+
+def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise FieldValueError(attribute.name, f"must be > 0, got {value}")
+
+
+def _non_negative(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise FieldValueError(attribute.name, f"must be >= 0, got {value}")
+
+
+@attrs.frozen
+class ComponentSpec:
+    """A component chosen by name, with its plugin's typed config."""
+
+    name: str  # registered name, e.g. "diet_tiny"
+    config: Any  # instance of the plugin's config class
+
+
+@attrs.frozen
+class RunConfig:
+    """``[run]``: the optimisation loop and where its outputs go."""
+
+    name: str = "run"  # run name, used in logs and trackers
+    output_dir: str = "output/run"  # checkpoints, metrics.jsonl, loss.png; relative to the cwd
+    init_from: str = ""  # checkpoint (directory) of the previous stage to start from; "" = none
+    resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
+    seed: int = 42  # seeds every generator (python, numpy, torch, data order)
+    epochs: int = attrs.field(default=1, validator=_positive)  # passes over the data mixture
+    max_steps: int = attrs.field(default=0, validator=_non_negative)  # optimizer steps; 0 = epochs decide
+    batch_size: int = attrs.field(default=8, validator=_positive)  # samples per process per micro-batch
+    grad_accum_steps: int = attrs.field(default=1, validator=_positive)  # micro-batches per optimizer step
+    lr: float = attrs.field(default=1e-4, validator=_positive)  # peak learning rate
+    min_lr_ratio: float = attrs.field(default=0.1, validator=_non_negative)  # cosine floor, x lr
+    weight_decay: float = attrs.field(default=0.05, validator=_non_negative)  # AdamW; not on norms/biases
+    warmup_steps: int = attrs.field(default=0, validator=_non_negative)  # linear warm-up, steps
+    max_grad_norm: float = attrs.field(default=1.0, validator=_non_negative)  # clip; 0 = off
+    precision: Precision = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    gradient_checkpointing: bool = False  # trade compute for activation memory in the LLM
+    train: tuple[TrainablePart, ...] = ("bridge", "projection")  # what the optimizer updates
+    num_workers: int = attrs.field(default=0, validator=_non_negative)  # DataLoader workers
+    max_text_tokens: int = attrs.field(default=256, validator=_positive)  # prompt+target, per sample
+    log_every: int = attrs.field(default=10, validator=_positive)  # steps between metric logs
+    save_every: int = attrs.field(default=0, validator=_non_negative)  # steps between checkpoints; 0 = end
+    keep_last: int = attrs.field(default=2, validator=_positive)  # step checkpoints kept on disk
+
+
+@attrs.frozen
+class ProjectionConfig:
+    """``[model.projection]``: two linear layers from the bridge width to the LLM width."""
+
+    hidden_size: int = attrs.field(default=0, validator=_non_negative)  # 0 = the LLM width
+    activation: Literal["gelu", "silu", "relu"] = "gelu"  # between the two layers
+    dropout: float = attrs.field(default=0.0, validator=_non_negative)  # after the activation
+
+
+@attrs.frozen
+class ModelConfig:
+    """``[model]``: encoder -> bridge -> projection -> LLM."""
+
+    encoder: ComponentSpec
+    bridge: ComponentSpec
+    llm: ComponentSpec
+    projection: ProjectionConfig = attrs.field(factory=ProjectionConfig)
+
+
+@attrs.frozen
+class DataConfig:
+    """One ``[[data]]`` entry: a dataset plugin paired with a task plugin."""
+
+    dataset: ComponentSpec  # builder and its settings (root, split, ...)
+    task: ComponentSpec  # turns samples into prompt/target and predictions into metrics
+    weight: float = 1.0  # share of this entry in the mixture (normalised over entries)
+
+
+@attrs.frozen
+class EvalConfig:
+    """``[eval]``: periodic evaluation during training and ``microvlm eval`` defaults."""
+
+    every_steps: int = attrs.field(default=0, validator=_non_negative)  # 0 = at the end only
+    max_samples: int = attrs.field(default=0, validator=_non_negative)  # per entry; 0 = all
+    batch_size: int = attrs.field(default=8, validator=_positive)  # generation batch
+    max_new_tokens: int = attrs.field(default=32, validator=_positive)  # per answer
+    data: tuple[DataConfig, ...] = ()  # evaluation entries ([[eval.data]])
+
+
+@attrs.frozen
+class Recipe:
+    """A fully resolved, validated single-stage recipe."""
+
+    source: str  # the recipe file, as given
+    run: RunConfig
+    model: ModelConfig
+    data: tuple[DataConfig, ...]
+    eval: EvalConfig
+    loggers: tuple[ComponentSpec, ...]
+    resolved: dict = attrs.field(eq=False, repr=False)  # merged TOML table (for --print, run records)
+
+
+@attrs.frozen
+class Stage:
+    """One stage of a pipeline."""
+
+    recipe: Recipe
+    chained: bool  # init_from was taken from the previous stage's final checkpoint
+
+
+@attrs.frozen
+class Pipeline:
+    """A recipe with ``[[stages]]``: single-stage recipes run in order, checkpoints chained."""
+
+    source: str
+    stages: tuple[Stage, ...]
+    resolved: dict = attrs.field(eq=False, repr=False)

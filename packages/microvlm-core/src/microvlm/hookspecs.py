@@ -1,0 +1,154 @@
+"""The hooks a MicroVLM plugin can implement.
+
+Every component kind has one registration hook. Core calls each plugin's implementation
+with a ``register`` callable; the plugin calls it once per component it provides::
+
+    @microvlm.hookimpl
+    def register_encoders(register):
+        register("my_vit", build_my_vit, MyViTConfig, description="My ViT, 256-d")
+
+``register(name, factory, config_cls, *, description="")``:
+
+- ``name``: the name recipes use (``[model.encoder] name = "my_vit"``);
+- ``factory``: a callable ``factory(config, **context)`` that builds the component. Keep
+  heavy imports (torch, timm, transformers) inside it so that ``microvlm --help`` and
+  ``microvlm plugins`` stay fast;
+- ``config_cls``: a frozen ``attrs`` class. The recipe table of the component (minus its
+  ``name``) is structured into it, so the plugin receives typed, validated settings.
+
+Like pluggy's own guidance (and ``llm``'s hooks), an implementation may accept fewer
+arguments than the spec names, so a spec can grow an argument without breaking plugins.
+This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from microvlm.plugins import Register
+
+PROJECT = "microvlm"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -------------------------------------------------------------------------------------
+# Model components
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_encoders(register: Register) -> None:
+    """Register image encoders: images ``[B, 3, H, W]`` -> patch features ``[B, N, D_v]``.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns an ``nn.Module`` with an
+        ``out_dim`` attribute (``D_v``) and a ``data_config`` dict (input size, mean, std)
+        used by the image processors.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_bridges(register: Register) -> None:
+    """Register bridges: patch features ``[B, N, D_v]`` -> query features ``[B, Q, D_q]``.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config, encoder_dim=D_v)`` and returns an
+        ``nn.Module`` with an ``out_dim`` attribute (``D_q``).
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_llms(register: Register) -> None:
+    """Register causal language models together with their tokenizer and adapters.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config, plugins=...)`` and returns the loaded
+        language model wrapper (model, tokenizer, adapter state).
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Data and tasks
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset builders: a source of typed samples read from files on disk.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a dataset builder.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_tasks(register: Register) -> None:
+    """Register tasks: sample -> (prompt, target) for training; predictions -> metrics.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a task object.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Quantisation, logging and the command line
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_quantizers(register: Register) -> None:
+    """Register quantisers: load-time quantisation, export, and loading of exports.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a quantiser object.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register metric sinks (console, JSON lines, experiment trackers).
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config, run_dir=..., run_config=...)`` and returns
+        an object with ``log(metrics: dict, step: int)`` and ``close()``.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``microvlm`` command line.
+
+    :param cli: the top-level ``click`` group; decorate functions with ``@cli.command()``
+        or add groups with ``cli.add_command(...)``. Import heavy modules inside the
+        command bodies, not at module level.
+    :returns: nothing.
+    """
+
+
+#: The component kinds, in the order ``microvlm plugins`` lists them, each with the hook
+#: that registers it. ``register_commands`` is not a component kind: it has no registry.
+COMPONENT_HOOKS: dict[str, str] = {
+    "encoder": "register_encoders",
+    "bridge": "register_bridges",
+    "llm": "register_llms",
+    "dataset": "register_datasets",
+    "task": "register_tasks",
+    "quantizer": "register_quantizers",
+    "logger": "register_loggers",
+}
+
+__all__ = ["COMPONENT_HOOKS", "PROJECT", "hookimpl", "hookspec"]

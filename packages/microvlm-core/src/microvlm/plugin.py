@@ -1,0 +1,14 @@
+"""microvlm-core's built-in plugins, registered through the ``microvlm`` entry point like
+any third-party plugin. Heavy imports happen inside the factories."""
+
+from __future__ import annotations
+
+from microvlm.hookspecs import hookimpl
+from microvlm.loggers import ConsoleLogger, ConsoleLoggerConfig, JsonlLogger, JsonlLoggerConfig
+from microvlm.plugins import Register
+
+
+@hookimpl
+def register_loggers(register: Register) -> None:
+    register("console", ConsoleLogger, ConsoleLoggerConfig, description="metric lines through logging")
+    register("jsonl", JsonlLogger, JsonlLoggerConfig, description="metrics.jsonl in the run folder")

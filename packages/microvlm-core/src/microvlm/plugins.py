@@ -1,0 +1,324 @@
+"""Plugin discovery and the registry of components the plugins register.
+
+There is no module-level registry: :func:`load_plugins` builds a :class:`Plugins` object
+from a fresh plugin manager each time it is called. Every plugin, core's built-ins
+included, is found through the ``microvlm`` entry-point group, so a third-party package is a
+peer of ours::
+
+    [project.entry-points.microvlm]
+    my_plugin = "my_package.plugin"
+
+``MICROVLM_LOAD_PLUGINS`` (comma-separated distribution names) restricts loading to those
+distributions; microvlm-core's built-ins always load. An empty value loads core only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import attrs
+import pluggy
+
+from microvlm import hookspecs
+from microvlm._known import KNOWN_BUILTINS
+from microvlm.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "microvlm"
+ALLOW_ENV = "MICROVLM_LOAD_PLUGINS"
+CORE_DISTRIBUTION = "microvlm-core"
+LOCAL = "<local>"  # distribution label for plugins registered directly (tests, scripts)
+
+
+class Register(Protocol):
+    """The callable a registration hook receives."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        config_cls: type,
+        *,
+        description: str = "",
+    ) -> None: ...
+
+
+@attrs.frozen
+class Component:
+    """One registered component: what a recipe's ``name = "..."`` resolves to."""
+
+    kind: str  # "encoder", "bridge", "llm", "dataset", "task", "quantizer", "logger"
+    name: str  # the name recipes use
+    factory: Callable[..., Any]  # factory(config, **context) -> the component
+    config_cls: type  # frozen attrs class the recipe table is structured into
+    plugin: str  # name of the plugin (entry point) that registered it
+    distribution: str  # distribution that provides the plugin, or "<local>"
+    version: str  # that distribution's version ("" for local plugins)
+    description: str = ""  # one line for `microvlm plugins`
+
+    def build(self, config: Any = None, **context: Any) -> Any:
+        """Build the component; ``config`` defaults to the config class's defaults."""
+        return self.factory(self.config_cls() if config is None else config, **context)
+
+
+@attrs.frozen
+class BrokenPlugin:
+    """A plugin that failed to import or whose registration hook raised."""
+
+    plugin: str
+    distribution: str
+    version: str
+    error: str  # "ExceptionType: message"
+
+
+def normalize_dist(name: str) -> str:
+    """PEP 503 normalisation, so ``MicroVLM_Encoders`` matches ``microvlm-encoders``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def allowed_distributions(env: str | None = None) -> frozenset[str] | None:
+    """Parse ``MICROVLM_LOAD_PLUGINS``; ``None`` means every installed plugin loads."""
+    value = os.environ.get(ALLOW_ENV) if env is None else env
+    if value is None:
+        return None
+    return frozenset(normalize_dist(v.strip()) for v in value.split(",") if v.strip())
+
+
+class Plugins:
+    """The plugin manager plus every component its plugins registered.
+
+    Build one with :func:`load_plugins`. Lookups raise clear errors: an unknown name lists the
+    names that exist (and the package to install for a known built-in), a name registered
+    twice names both distributions.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        origins: dict[str, tuple[str, str]],
+        broken: Sequence[BrokenPlugin] = (),
+    ) -> None:
+        self.pm = pm
+        self._origins = dict(origins)  # plugin name -> (distribution, version)
+        self.broken: list[BrokenPlugin] = list(broken)
+        self._components: dict[str, dict[str, Component]] = {k: {} for k in hookspecs.COMPONENT_HOOKS}
+        self._duplicates: dict[tuple[str, str], list[Component]] = {}
+        self._collect()
+
+    # -- collection --------------------------------------------------------------------
+
+    def origin(self, plugin_name: str) -> tuple[str, str]:
+        """``(distribution, version)`` of a plugin; ``("<local>", "")`` if registered directly."""
+        return self._origins.get(plugin_name, (LOCAL, ""))
+
+    def _collect(self) -> None:
+        failed: set[str] = set()
+        for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
+            # pluggy lists implementations last-registered first; register in load order.
+            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+                if impl.plugin_name in failed:
+                    continue
+                found: list[Component] = []
+                dist, version = self.origin(impl.plugin_name)
+                register = _recorder(found, kind, impl.plugin_name, dist, version)
+                try:
+                    impl.function(**{arg: register for arg in impl.argnames})
+                except Exception as exc:  # a plugin's bug must not take the others down
+                    logger.warning("plugin %s (%s) failed in %s: %s", impl.plugin_name, dist, hook_name, exc)
+                    self.broken.append(BrokenPlugin(impl.plugin_name, dist, version, _describe(exc)))
+                    failed.add(impl.plugin_name)
+                    continue
+                for component in found:
+                    self._add(component)
+        if failed:  # drop everything a broken plugin registered in earlier hooks as well
+            for kind in self._components:
+                self._components[kind] = {
+                    n: c for n, c in self._components[kind].items() if c.plugin not in failed
+                }
+
+    def _add(self, component: Component) -> None:
+        table = self._components[component.kind]
+        key = (component.kind, component.name)
+        if key in self._duplicates:
+            self._duplicates[key].append(component)
+        elif component.name in table:
+            self._duplicates[key] = [table.pop(component.name), component]
+        else:
+            table[component.name] = component
+
+    # -- lookups -----------------------------------------------------------------------
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def names(self, kind: str) -> list[str]:
+        """Usable names of one kind, sorted."""
+        return sorted(self._components[_check_kind(kind)])
+
+    def components(self, kind: str | None = None) -> Iterator[Component]:
+        """Every usable component (of one kind, if given), in kind order then by name."""
+        kinds = [_check_kind(kind)] if kind else list(self._components)
+        for k in kinds:
+            for name in sorted(self._components[k]):
+                yield self._components[k][name]
+
+    def duplicates(self) -> Iterator[list[Component]]:
+        """Each group of components that share a kind and a name."""
+        yield from self._duplicates.values()
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``, or an error that says what to do."""
+        table = self._components[_check_kind(kind)]
+        if name in table:
+            return table[name]
+        if (kind, name) in self._duplicates:
+            raise DuplicateComponentError(_duplicate_message(self._duplicates[(kind, name)]))
+        raise UnknownComponentError(self._unknown_message(kind, name))
+
+    def build(self, kind: str, name: str, config: Any = None, **context: Any) -> Any:
+        """Shorthand for ``get(kind, name).build(config, **context)``."""
+        return self.get(kind, name).build(config, **context)
+
+    def distributions(self) -> dict[str, str]:
+        """Distribution -> version of every plugin that loaded (recorded with each run)."""
+        return {d: v for d, v in sorted(set(self._origins.values())) if d != LOCAL}
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        names = self.names(kind)
+        message = f"unknown {kind} '{name}'{did_you_mean(name, names)}."
+        provider = KNOWN_BUILTINS.get((kind, name))
+        loaded = {normalize_dist(d): v for d, v in self.distributions().items()}
+        broken = [b for b in self.broken if provider and normalize_dist(b.distribution) == provider]
+        if broken:
+            b = broken[0]
+            message += f" It is provided by {provider}, whose plugin '{b.plugin}' failed to load: {b.error}"
+        elif provider and provider in loaded:
+            message += (
+                f" It belongs to {provider}, but the installed version ({loaded[provider]}) does not "
+                f"provide it yet; upgrade {provider}."
+            )
+        elif provider and not _installed(provider):
+            message += f" It is provided by {provider}: pip install {provider}"
+        elif provider:
+            message += f" It is provided by {provider}, which is installed but not loaded; check {ALLOW_ENV}."
+        else:
+            for other_kind, other in self._components.items():
+                if name in other:
+                    message += f" '{name}' is a {other_kind}, not a {kind}."
+                    break
+        available = ", ".join(names) if names else "none"
+        return f"{message} Available {kind}s: {available}."
+
+
+def _recorder(found: list[Component], kind: str, plugin: str, dist: str, version: str) -> Register:
+    """The ``register`` callback handed to one plugin's hook: checks and records."""
+
+    def register(name: str, factory: Callable[..., Any], config_cls: type, *, description: str = "") -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"component name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"factory for {kind} '{name}' is not callable")
+        if not attrs.has(config_cls):
+            raise TypeError(f"config class for {kind} '{name}' must be an attrs class, got {config_cls!r}")
+        found.append(Component(kind, name, factory, config_cls, plugin, dist, version, description))
+
+    return register
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager that knows MicroVLM's hook specifications and no plugins yet."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_plugins(
+    *,
+    entry_points: bool = True,
+    allow: Iterable[str] | None = None,
+    extra: Iterable[tuple[str, object]] = (),
+) -> Plugins:
+    """Discover plugins and collect what they register.
+
+    :param entry_points: load the ``microvlm`` entry-point group (core's built-ins included).
+    :param allow: distribution names to load besides microvlm-core; defaults to
+        ``MICROVLM_LOAD_PLUGINS`` when set, else every installed distribution.
+    :param extra: ``(name, plugin)`` pairs registered directly, e.g. by tests.
+    """
+    pm = make_plugin_manager()
+    origins: dict[str, tuple[str, str]] = {}
+    broken: list[BrokenPlugin] = []
+    allowed = allowed_distributions() if allow is None else frozenset(normalize_dist(a) for a in allow)
+    if entry_points:
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist is not None else LOCAL
+            version = ep.dist.version if ep.dist is not None else ""
+            normalized = normalize_dist(dist)
+            if allowed is not None and normalized != CORE_DISTRIBUTION and normalized not in allowed:
+                continue
+            if pm.has_plugin(ep.name):
+                other = origins.get(ep.name, (LOCAL, ""))[0]
+                error = f"PluginError: entry point name '{ep.name}' is already used by {other}"
+                broken.append(BrokenPlugin(ep.name, dist, version, error))
+                continue
+            try:
+                module = ep.load()
+                pm.register(module, name=ep.name)
+            except Exception as exc:  # report it; the other plugins keep working
+                logger.warning("plugin %s (%s) failed to load: %s", ep.name, dist, exc)
+                broken.append(BrokenPlugin(ep.name, dist, version, _describe(exc)))
+                continue
+            origins[ep.name] = (dist, version)
+    for name, plugin in extra:
+        pm.register(plugin, name=name)
+    return Plugins(pm, origins, broken)
+
+
+def _entry_points() -> list[md.EntryPoint]:
+    # Deduplicate: the same distribution can be visible twice on odd sys.path setups.
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for ep in sorted(
+        md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
+    ):
+        key = (ep.name, ep.value)
+        if key not in seen:
+            seen.add(key)
+            result.append(ep)
+    # Core first, so its built-ins register before anybody else's.
+    result.sort(key=lambda e: normalize_dist(e.dist.name) != CORE_DISTRIBUTION if e.dist else True)
+    return result
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        md.distribution(distribution)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in hookspecs.COMPONENT_HOOKS:
+        raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(hookspecs.COMPONENT_HOOKS)}")
+    return kind
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _duplicate_message(group: list[Component]) -> str:
+    first = group[0]
+    where = " and ".join(f"{c.distribution} (plugin '{c.plugin}')" for c in group)
+    return (
+        f"{first.kind} '{first.name}' is registered by {where}; uninstall one of them "
+        f"or restrict loading with {ALLOW_ENV}."
+    )

@@ -1,0 +1,144 @@
+"""The microvlm command line, driven through click's runner and as a real process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from microvlm import load_plugins
+from microvlm.cli import build_cli
+from microvlm.cli.app import expand_multi_value
+from microvlm.toys import TOY_RECIPE, ToyPlugin
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return build_cli(load_plugins(extra=[("toys", ToyPlugin())]))
+
+
+def invoke(cli, *args):
+    return CliRunner().invoke(cli, list(expand_multi_value(args)), catch_exceptions=False)
+
+
+def test_help_lists_commands_and_seed_mapping(cli):
+    result = invoke(cli, "--help")
+    assert result.exit_code == 0
+    for command in ("plugins", "recipe", "run"):
+        assert command in result.output
+    assert "train.py --cfg-path X --options k=v" in result.output
+
+
+def test_version_lists_core(cli):
+    result = invoke(cli, "--version")
+    assert result.exit_code == 0
+    assert result.output.startswith("microvlm-core ") or "\nmicrovlm-core " in result.output
+
+
+def test_plugins_json_has_the_documented_keys(cli):
+    result = invoke(cli, "plugins", "--json")
+    rows = json.loads(result.output)
+    assert {"kind", "name", "distribution", "version", "status"} <= set(rows[0])
+    names = {(r["kind"], r["name"]) for r in rows}
+    assert ("logger", "jsonl") in names and ("encoder", "toy_encoder") in names
+
+
+def test_plugins_table(cli):
+    result = invoke(cli, "plugins")
+    assert result.exit_code == 0
+    assert "toy_bridge" in result.output and "microvlm-core" in result.output
+
+
+def test_recipe_check_ok_and_print(cli, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(TOY_RECIPE)
+    result = invoke(cli, "recipe", "check", str(path), "--print", "--set", "run.seed=3")
+    assert result.exit_code == 0, result.output
+    assert f"ok   {path}" in result.output
+    assert "seed = 3" in result.output and "num_queries = 4" in result.output  # default shown
+
+
+def test_bad_recipe_is_one_clear_message_no_traceback(cli, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(TOY_RECIPE.replace("lr = 1e-3", "lr = 1e-3\nepochz = 2"))
+    result = invoke(cli, "recipe", "check", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: run.epochz: unknown key (did you mean 'epochs'?)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_missing_extends_fails_cleanly(cli, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('extends = "missing.toml"\n')
+    result = invoke(cli, "run", str(path))
+    assert result.exit_code == 1
+    assert f"Error: {path}: extends: file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_dry_run_applies_seed_options_and_shorthands(cli, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(TOY_RECIPE)
+    result = invoke(
+        cli,
+        "run",
+        "--cfg-path",
+        str(path),
+        "--options",
+        "model.lora_r=32",
+        "run.init_lr=3e-4",
+        "--use-lora",
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: 'model.lora_r' is now 'model.llm.lora_r'" in result.output
+    assert "lora_r = 32" in result.output and 'adapter = "lora"' in result.output
+    assert "lr = 0.0003" in result.output
+
+
+def test_train_alias_and_exclusive_flags(cli, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(TOY_RECIPE)
+    result = invoke(cli, "train", str(path), "--use-lora", "--use-qlora")
+    assert result.exit_code == 2 and "exclusive" in result.output
+
+
+def test_yaml_config_points_to_toml_recipe(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "stage1_alignment.toml").write_text(TOY_RECIPE)
+    result = invoke(cli, "run", "--cfg-path", "train_configs/stage1_alignment.yaml")
+    assert result.exit_code == 1
+    assert "Try: microvlm run recipes/stage1_alignment.toml" in result.output
+
+
+def test_expand_multi_value():
+    assert expand_multi_value(["run", "x.toml", "--options", "a=1", "b=2", "--dry-run"]) == [
+        "run",
+        "x.toml",
+        "--options",
+        "a=1",
+        "--options",
+        "b=2",
+        "--dry-run",
+    ]
+    assert expand_multi_value(["--set", "a=1", "x.toml"]) == ["--set", "a=1", "x.toml"]
+    assert expand_multi_value(["--set"]) == ["--set"]
+
+
+def test_help_and_plugins_do_not_import_torch():
+    code = textwrap.dedent("""
+        import sys
+        from click.testing import CliRunner
+        from microvlm.cli import build_cli
+        cli = build_cli()
+        for args in (["--help"], ["plugins"], ["plugins", "--json"]):
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, result.output
+        heavy = sorted(m for m in ("torch", "transformers", "timm", "peft", "bitsandbytes") if m in sys.modules)
+        print(",".join(heavy))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported at CLI start: {out.stdout}"

@@ -1,0 +1,3 @@
+"""Dataset builders of microvlm-datasets: hook implementations only; heavy imports live in the factories."""
+
+from __future__ import annotations
