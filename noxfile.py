@@ -82,8 +82,11 @@ def install(session: nox.Session, *paths: str) -> None:
     session.install(*args, "pytest>=8")
 
 
-def pytest(session: nox.Session, *args: str) -> None:
-    session.run("pytest", *args, *session.posargs, success_codes=[0, PYTEST_NO_TESTS])
+def pytest(session: nox.Session, *paths: str) -> None:
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    if missing:
+        session.error(f"no tests at {', '.join(missing)}")
+    session.run("pytest", *paths, *session.posargs, success_codes=[0, PYTEST_NO_TESTS])
 
 
 @nox.session

@@ -1,0 +1,54 @@
+"""Recipe settings of the image encoders (``[model.encoder]``). Light: imports no torch or timm."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+#: The seed's encoder names (it spells DeiT "DiET") and their timm architectures.
+DEIT_MODELS: dict[str, str] = {
+    "diet_tiny": "deit_tiny_patch16_224",  # 192-d, 12 layers, 3 heads, 5.7 M params
+    "diet_small": "deit_small_patch16_224",  # 384-d, 12 layers, 6 heads, 22 M params
+}
+
+#: Values of ``pretrained`` that are not paths.
+PRETRAINED_TIMM = "timm"
+PRETRAINED_NONE = "none"
+
+
+def _non_empty(_: object, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _positive(_: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be a positive number of pixels, got {value}")
+
+
+@attrs.frozen
+class EncoderConfig:
+    """``[model.encoder]`` of ``diet_tiny`` / ``diet_small`` (and their ``deit_*`` aliases)."""
+
+    # "timm" = timm's pretrained weights (downloaded from the hub), "none" = random init, or a
+    # local path: a .safetensors file or a folder holding model.safetensors (+ timm config.json)
+    pretrained: str = attrs.field(default=PRETRAINED_TIMM, validator=_non_empty)
+    image_size: int = attrs.field(default=224, validator=_positive)  # input side in pixels (square)
+    # true: no autograd, eval mode even when the parent trains, parameters left out of the optimizer
+    freeze: bool = True
+    # "patch": patch tokens only [B, N, D_v]; "all": prefix (class/distillation) tokens + patches
+    output: Literal["patch", "all"] = attrs.field(
+        default="patch", validator=attrs.validators.in_(("patch", "all"))
+    )
+
+
+@attrs.frozen
+class TimmEncoderConfig(EncoderConfig):
+    """``[model.encoder] name = "timm"``: any timm model by name."""
+
+    # timm registry name, optionally with a pretrained tag ("vit_small_patch16_224.augreg_in21k")
+    model: str = attrs.field(default="deit_tiny_patch16_224", validator=_non_empty)
+
+
+__all__ = ["DEIT_MODELS", "PRETRAINED_NONE", "PRETRAINED_TIMM", "EncoderConfig", "TimmEncoderConfig"]
