@@ -1,12 +1,45 @@
-"""Tasks and metrics for MicroVLM-E, registered as plugins through the ``microvlm`` entry point."""
+"""Tasks and metrics for MicroVLM-E, registered as plugins through the ``microvlm`` entry point.
+
+The task interface (what the trainer and ``microvlm eval`` call) is documented in
+:mod:`microvlm_tasks.base`; the box text format in :mod:`microvlm_tasks.boxes`.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata as _md
+
+from microvlm_tasks.base import Task
+from microvlm_tasks.boxes import COORD_MAX, format_box, parse_box, to_pixels
+from microvlm_tasks.captioning import CaptionTask, build_captioning, build_pretrain
+from microvlm_tasks.config import CaptioningConfig, GroundingConfig, InstructConfig, PretrainConfig, VQAConfig
+from microvlm_tasks.grounding import GroundingTask, build_grounding
+from microvlm_tasks.instruct import InstructTask, build_instruct
+from microvlm_tasks.vqa import VQATask, build_vqa
 
 try:
     __version__ = _md.version("microvlm-tasks")
 except _md.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "COORD_MAX",
+    "CaptionTask",
+    "CaptioningConfig",
+    "GroundingConfig",
+    "GroundingTask",
+    "InstructConfig",
+    "InstructTask",
+    "PretrainConfig",
+    "Task",
+    "VQAConfig",
+    "VQATask",
+    "__version__",
+    "build_captioning",
+    "build_grounding",
+    "build_instruct",
+    "build_pretrain",
+    "build_vqa",
+    "format_box",
+    "parse_box",
+    "to_pixels",
+]

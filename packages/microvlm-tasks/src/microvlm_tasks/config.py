@@ -1,0 +1,119 @@
+"""Typed configs of the task plugins: what a recipe's ``[data.task]`` table is structured into.
+
+Light module (attrs only): ``microvlm plugins`` imports it. Prompt templates are Python
+format strings; each names the placeholders it may use, and a validator rejects others.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any, Literal
+
+import attrs
+
+
+def _template(*fields: str, required: bool = True) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Validator: a format string using only ``fields`` (each at least once if ``required``)."""
+
+    def check_one(attribute: attrs.Attribute, value: str) -> None:
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{attribute.name}: not a valid template ({exc}): {value!r}") from exc
+        unknown = used - set(fields)
+        if unknown:
+            allowed = ", ".join("{" + f + "}" for f in fields) or "none"
+            raise ValueError(
+                f"{attribute.name}: unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}"
+            )
+        missing = set(fields) - used if required else set()
+        if missing:
+            raise ValueError(
+                f"{attribute.name}: must contain {', '.join('{' + m + '}' for m in sorted(missing))}"
+            )
+
+    def validate(_: Any, attribute: attrs.Attribute, value: Any) -> None:
+        for item in value if isinstance(value, tuple) else (value,):
+            check_one(attribute, item)
+
+    return validate
+
+
+def _non_empty(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name}: give at least one")
+
+
+def _positive(_: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+
+
+def _unit_interval(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in (0, 1], got {value}")
+
+
+_TEXT = _template(required=False)  # a template without placeholders
+_QUESTION = _template("question")
+_EXPRESSION = _template("expression")
+
+
+@attrs.frozen
+class PretrainConfig:
+    """``task = "pretrain"``: stage-1 alignment; the caption is the whole target."""
+
+    prompt: str = attrs.field(default="", validator=_TEXT)  # text before the caption; "" = none
+    separator: str = " "  # starts the target when there is a prompt (BPE words start with a space)
+    max_new_tokens: int = attrs.field(default=40, validator=_positive)  # generation budget at eval, tokens
+    spice: bool = False  # also compute SPICE at evaluation (needs Java + Stanford CoreNLP models)
+
+
+@attrs.frozen
+class CaptioningConfig:
+    """``task = "captioning"``: an instruction prompt, one of the image's captions as target."""
+
+    prompts: tuple[str, ...] = attrs.field(
+        default=("Describe this image.",), validator=[_non_empty, _TEXT]
+    )  # training prompts; each sample draws one with the data RNG
+    eval_prompt: str = attrs.field(default="Describe this image.", validator=_TEXT)  # prompt at evaluation
+    separator: str = " "  # starts the target, between the prompt and the caption
+    max_new_tokens: int = attrs.field(default=40, validator=_positive)  # generation budget at eval, tokens
+    spice: bool = False  # also compute SPICE at evaluation (needs Java + Stanford CoreNLP models)
+
+
+@attrs.frozen
+class VQAConfig:
+    """``task = "vqa"``: question in, short answer out; official VQAv2 accuracy."""
+
+    prompt: str = attrs.field(
+        default="Question: {question} Answer:", validator=_QUESTION
+    )  # training prompt; {question} is the question text
+    eval_prompt: str = attrs.field(
+        default="Question: {question} Short answer:", validator=_QUESTION
+    )  # evaluation prompt; asks for the short form the metric expects
+    separator: str = " "  # starts the target, between the prompt and the answer
+    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+
+
+@attrs.frozen
+class GroundingConfig:
+    """``task = "grounding"``: referring expression in, ``[x1,y1,x2,y2]`` (0..999) out."""
+
+    prompt: str = attrs.field(
+        default="Locate: {expression}. Box:", validator=_EXPRESSION
+    )  # training prompt; {expression} is the referring expression
+    eval_prompt: str = attrs.field(default="Locate: {expression}. Box:", validator=_EXPRESSION)  # at eval
+    separator: str = " "  # starts the target, between the prompt and the box text
+    iou_threshold: float = attrs.field(default=0.5, validator=_unit_interval)  # IoU that counts as a hit
+    max_new_tokens: int = attrs.field(default=24, validator=_positive)  # generation budget at eval, tokens
+
+
+@attrs.frozen
+class InstructConfig:
+    """``task = "instruct"``: multi-turn chats through the LLM's chat template; loss on replies."""
+
+    chat_template: Literal["auto", "chatml"] = "auto"  # "auto": the tokenizer's template if any, else ChatML
+    system_prompt: str = ""  # system message put first when a conversation has none; "" = none added
+    max_new_tokens: int = attrs.field(default=256, validator=_positive)  # generation budget at eval, tokens

@@ -1,0 +1,102 @@
+"""``vqa``: a question in, a short answer out; the official VQAv2 accuracy at evaluation.
+
+Training target: the dataset's ``multiple_choice_answer`` when the builder kept it in
+``sample.meta``, else the answer most annotators gave (ties: the one given first).
+Training prompt ``Question: {question} Answer:``; evaluation prompt ``Question:
+{question} Short answer:`` (both configurable).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from microvlm.data import Example, Sample
+from microvlm.errors import MicroVLMError
+from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
+from microvlm_tasks.config import VQAConfig
+
+
+def majority_answer(sample: Sample) -> str:
+    """``meta["multiple_choice_answer"]`` if present, else the most frequent answer."""
+    chosen = sample.meta.get("multiple_choice_answer") if sample.meta else None
+    if isinstance(chosen, str) and chosen.strip():
+        return chosen.strip()
+    counts = Counter(a.strip() for a in sample.answers if a.strip())
+    if not counts:
+        raise MicroVLMError(
+            f"vqa: sample {sample.id!r} of dataset {sample.dataset or '?'} has no answers; "
+            "pair this task with a VQA dataset"
+        )
+    return counts.most_common(1)[0][0]  # most_common keeps first-seen order among ties
+
+
+class VQATask:
+    """See the module docstring."""
+
+    name = "vqa"
+
+    def __init__(self, config: VQAConfig) -> None:
+        self.config = config
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.config.max_new_tokens
+
+    def _question(self, sample: Sample) -> str:
+        if not sample.question.strip():
+            raise MicroVLMError(
+                f"vqa: sample {sample.id!r} of dataset {sample.dataset or '?'} has no question"
+            )
+        return sample.question.strip()
+
+    def example(self, sample: Sample, rng: random.Random, tokenizer: Any = None) -> Example:
+        prompt = self.config.prompt.format(question=self._question(sample))
+        return prompt_and_target(prompt, majority_answer(sample), self.config.separator, tokenizer)
+
+    def eval_prompt(self, sample: Sample, tokenizer: Any = None) -> str:
+        return self.config.eval_prompt.format(question=self._question(sample))
+
+    def references(self, sample: Sample) -> list[str]:
+        if not sample.answers:
+            raise MicroVLMError(f"vqa: sample {sample.id!r} has no reference answers to score against")
+        return list(sample.answers)
+
+    def score(self, predictions: Sequence[str], samples: Sequence[Sample]) -> dict[str, float | str]:
+        from microvlm_tasks.metrics.vqa import vqa_scores
+
+        check_lengths(self.name, predictions, samples)
+        return dict(
+            vqa_scores(
+                [first_line(p) for p in predictions],
+                [self.references(s) for s in samples],
+                [s.answer_type for s in samples],
+            )
+        )
+
+    def per_sample(self, predictions: Sequence[str], samples: Sequence[Sample]) -> list[dict[str, Any]]:
+        from microvlm_tasks.metrics.vqa import normalize_answer, vqa_accuracy
+
+        check_lengths(self.name, predictions, samples)
+        rows = []
+        for p, s in zip(predictions, samples, strict=True):
+            answer = first_line(p)
+            rows.append(
+                {
+                    "id": s.id,
+                    "question": s.question,
+                    "prediction": answer,
+                    "normalized": normalize_answer(answer),
+                    "references": self.references(s),
+                    "answer_type": s.answer_type,
+                    "accuracy": vqa_accuracy(answer, self.references(s)),
+                }
+            )
+        return rows
+
+
+def build_vqa(config: VQAConfig) -> VQATask:
+    """Factory of ``vqa``."""
+    return VQATask(config)
