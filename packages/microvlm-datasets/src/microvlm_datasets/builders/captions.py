@@ -1,0 +1,200 @@
+"""Caption datasets: COCO 2017 captions, Karpathy's COCO and Flickr30k splits, Kaggle's Flickr30k CSV.
+
+One sample per image, with all its captions (COCO has about five); the task picks among them.
+
+On disk:
+
+- COCO 2017: ``{root}/annotations/captions_{split}2017.json`` — ``{"images": [{"id",
+  "file_name", "width", "height", ...}], "annotations": [{"id", "image_id", "caption"}]}``;
+  images ``{image_root}/{split}2017/{file_name}``.
+- Karpathy (``dataset_coco.json``, ``dataset_flickr30k.json``) — ``{"images": [{"filepath"
+  (COCO only), "filename", "split": train|val|test|restval, "sentences": [{"raw", "tokens"}],
+  "cocoid" | "imgid"}]}``; COCO images ``{image_root}/{filepath}/{filename}`` (2014 names, or
+  found by ``cocoid`` among COCO 2017 folders), Flickr30k images ``{image_root}/{filename}``.
+- Kaggle ``hsankesara/flickr-image-dataset``: ``flickr30k_images/results.csv`` with lines
+  ``image_name| comment_number| comment`` and the images in ``flickr30k_images/flickr30k_images/``.
+  It has no splits, so only ``split = "all"`` reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from microvlm.data import ImageRef, Sample
+from microvlm_datasets.builders.base import (
+    MalformedDataError,
+    MissingDataError,
+    RecordBuilder,
+    expect,
+    find_file,
+    get,
+    missing,
+    read_json,
+)
+from microvlm_datasets.builders.coco_images import CocoImages
+from microvlm_datasets.config import CocoCaptionConfig, Flickr30kConfig
+
+# (image id, image path, captions, (width, height) or None, meta)
+CaptionRecord = tuple[str, str, tuple[str, ...], tuple[int, int] | None, dict[str, Any]]
+
+
+def karpathy_splits(split: str, restval: bool) -> set[str]:
+    if split == "all":
+        return {"train", "val", "test", "restval"}
+    return {"train", "restval"} if split == "train" and restval else {split}
+
+
+def _karpathy_captions(image: Any, where: str) -> tuple[str, ...]:
+    sentences = expect(get(image, "sentences", where), list, f"{where}.sentences")
+    return tuple(str(get(s, "raw", f"{where}.sentences")).strip() for s in sentences)
+
+
+class CaptionBuilder(RecordBuilder[CaptionRecord]):
+    """Shared sample making for the caption formats."""
+
+    def _sample(self, record: CaptionRecord) -> Sample:
+        image_id, path, captions, size, meta = record
+        return Sample(
+            id=image_id, image=ImageRef(path=path, size=size), dataset=self.name, captions=captions, meta=meta
+        )
+
+
+class CocoCaptions(CaptionBuilder):
+    """``coco_caption``: COCO 2017 ``captions_{split}2017.json``, or Karpathy's ``dataset_coco.json``."""
+
+    def __init__(self, config: CocoCaptionConfig, name: str = "coco_caption") -> None:
+        super().__init__(name, config.root)
+        self.config = config
+        image_root = Path(config.image_root or config.root)
+        self.images = CocoImages(image_root, config.image_layout, name)
+        if config.format == "karpathy":
+            self.file = find_file(
+                name, [self.root / config.karpathy_file, self.root / "annotations" / config.karpathy_file]
+            )
+            self.images.check(("train2014", "val2014"))
+        else:
+            self.file = self.root / "annotations" / f"captions_{config.split}2017.json"
+            if not self.file.is_file():
+                note = (
+                    ' (COCO 2017 publishes no test captions: use format = "karpathy")'
+                    if config.split == "test"
+                    else ""
+                )
+                raise MissingDataError(f"{missing(name, self.file)}{note}")
+            self.images.check((f"{config.split}2017",))
+
+    def _load(self) -> list[CaptionRecord]:
+        data = read_json(self.file)
+        if self.config.format == "karpathy":
+            return self._load_karpathy(data)
+        where = str(self.file)
+        captions: dict[int, list[str]] = {}
+        for i, ann in enumerate(expect(get(data, "annotations", where), list, f"{where}: annotations")):
+            at = f"{where}: annotations[{i}]"
+            captions.setdefault(get(ann, "image_id", at), []).append(str(get(ann, "caption", at)).strip())
+        subset = f"{self.config.split}2017"
+        records: list[CaptionRecord] = []
+        for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
+            at = f"{where}: images[{i}]"
+            image_id = get(image, "id", at)
+            if image_id not in captions:
+                continue  # an image without captions teaches nothing
+            path = str(self.images.root / subset / get(image, "file_name", at))
+            size = (image["width"], image["height"]) if "width" in image and "height" in image else None
+            meta = {"image_id": image_id, "split": self.config.split}
+            records.append((str(image_id), path, tuple(captions[image_id]), size, meta))
+        return records
+
+    def _load_karpathy(self, data: Any) -> list[CaptionRecord]:
+        where = str(self.file)
+        wanted = karpathy_splits(self.config.split, self.config.restval)
+        records: list[CaptionRecord] = []
+        for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
+            at = f"{where}: images[{i}]"
+            if get(image, "split", at) not in wanted:
+                continue
+            image_id = int(get(image, "cocoid", at))
+            path = self.images.path(str(get(image, "filepath", at)), image_id)
+            meta = {"image_id": image_id, "split": image["split"], "filename": image.get("filename", "")}
+            records.append((str(image_id), path, _karpathy_captions(image, at), None, meta))
+        return records
+
+
+class Flickr30k(CaptionBuilder):
+    """``flickr30k``: Karpathy's ``dataset_flickr30k.json`` (default) or Kaggle's ``results.csv``."""
+
+    def __init__(self, config: Flickr30kConfig, name: str = "flickr30k") -> None:
+        super().__init__(name, config.root)
+        self.config = config
+        if config.format == "karpathy":
+            self.file = find_file(name, [self.root / config.karpathy_file])
+            default_images = [
+                self.root / "flickr30k-images",
+                self.root / "flickr30k_images" / "flickr30k_images",
+            ]
+        else:
+            if config.split != "all":
+                raise MalformedDataError(
+                    f'{name}: Kaggle\'s results.csv has no train/val/test splits; set split = "all", '
+                    f'or use format = "karpathy" with dataset_flickr30k.json for the standard splits'
+                )
+            self.file = find_file(
+                name, [self.root / "flickr30k_images" / "results.csv", self.root / "results.csv"]
+            )
+            default_images = [self.file.parent / "flickr30k_images", self.file.parent]
+        if config.image_root:
+            self.image_dir = Path(config.image_root)
+        else:
+            self.image_dir = next((d for d in default_images if d.is_dir()), default_images[0])
+        if not self.image_dir.is_dir():
+            raise missing(name, self.image_dir, "image folder")
+
+    def _load(self) -> list[CaptionRecord]:
+        if self.config.format == "kaggle_csv":
+            return self._load_csv()
+        data = read_json(self.file)
+        where = str(self.file)
+        wanted = karpathy_splits(self.config.split, restval=False)
+        records: list[CaptionRecord] = []
+        for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
+            at = f"{where}: images[{i}]"
+            if get(image, "split", at) not in wanted:
+                continue
+            filename = str(get(image, "filename", at))
+            meta = {"filename": filename, "split": image["split"], "imgid": image.get("imgid")}
+            image_id = filename.rsplit(".", 1)[0]
+            records.append(
+                (image_id, str(self.image_dir / filename), _karpathy_captions(image, at), None, meta)
+            )
+        return records
+
+    def _load_csv(self) -> list[CaptionRecord]:
+        captions: dict[str, list[str]] = {}
+        with self.file.open(encoding="utf-8") as f:
+            header = f.readline()
+            if "image_name" not in header:
+                raise MalformedDataError(
+                    f"{self.file}: line 1: expected the header 'image_name| comment_number| comment'"
+                )
+            for number, line in enumerate(f, start=2):
+                if not line.strip():
+                    continue
+                parts = [p.strip() for p in line.split("|", 2)]
+                if len(parts) == 2:  # a known broken row: "name.jpg| 4 A dog runs ..." (one '|' missing)
+                    parts = [parts[0], *parts[1].split(" ", 1)]
+                if len(parts) != 3 or not parts[0]:
+                    raise MalformedDataError(
+                        f"{self.file}: line {number}: expected 'image_name| comment_number| comment'"
+                    )
+                captions.setdefault(parts[0], []).append(parts[2])
+        return [
+            (
+                name.rsplit(".", 1)[0],
+                str(self.image_dir / name),
+                tuple(texts),
+                None,
+                {"filename": name, "split": "all"},
+            )
+            for name, texts in captions.items()
+        ]

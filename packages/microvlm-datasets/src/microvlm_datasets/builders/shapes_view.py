@@ -1,0 +1,52 @@
+"""``shapes``: one view of a ``microvlm datasets shapes`` folder, read by the real builder of its format.
+
+``view = "caption"`` reads ``coco/`` with the COCO captions builder, ``"vqa"`` reads ``vqa/``
+with the VQAv2 builder, ``"grounding"`` ``refcoco/`` with the RefCOCO builder, ``"instruct"``
+``llava/`` with the LLaVA builder and ``"webdataset"`` ``shards/{split}/`` with the web-shard
+builder. The samples are named ``shapes``. Pointing ``coco_caption``, ``vqav2``, ... at the
+sub-folders gives the same samples under those names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from microvlm_datasets.builders.base import missing
+from microvlm_datasets.builders.captions import CocoCaptions
+from microvlm_datasets.builders.llava import LlavaInstruct
+from microvlm_datasets.builders.refcoco import RefCoco
+from microvlm_datasets.builders.vqa import VQAv2
+from microvlm_datasets.builders.web import WebShards
+from microvlm_datasets.config import (
+    CocoCaptionConfig,
+    LlavaInstructConfig,
+    RefCocoConfig,
+    ShapesConfig,
+    VQAv2Config,
+    WebDatasetConfig,
+)
+from microvlm_datasets.shapes import layout
+
+
+def build_shapes(config: ShapesConfig, name: str = "shapes") -> Any:
+    """The builder of ``config.view`` over the shapes folder ``config.root``."""
+    out, split = Path(config.root), config.split
+    if not (out / layout.MANIFEST).is_file():
+        raise missing(name, out / layout.MANIFEST, "shapes set (its manifest)")
+    coco = str(layout.coco_dir(out))
+    if config.view == "caption":
+        return CocoCaptions(CocoCaptionConfig(root=coco, split=split), name)
+    if config.view == "vqa":
+        return VQAv2(VQAv2Config(root=str(layout.vqa_dir(out)), split=split, image_root=coco), name)
+    if config.view == "grounding":
+        return RefCoco(RefCocoConfig(root=str(layout.refcoco_dir(out)), split=split, image_root=coco), name)
+    if config.view == "instruct":
+        llava = layout.llava_file(out, split)
+        return LlavaInstruct(
+            LlavaInstructConfig(
+                root=str(llava.parent), file=llava.name, image_root=str(layout.image_dir(out, split))
+            ),
+            name,
+        )
+    return WebShards(WebDatasetConfig(root=str(layout.shards_root(out)), split=split), name)
