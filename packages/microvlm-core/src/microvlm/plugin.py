@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from microvlm.hookspecs import hookimpl
 from microvlm.loggers import ConsoleLogger, ConsoleLoggerConfig, JsonlLogger, JsonlLoggerConfig
+from microvlm.models.qformer_config import QFormerConfig, build_qformer
 from microvlm.plugins import Register
+
+
+@hookimpl
+def register_bridges(register: Register) -> None:
+    register("qformer", build_qformer, QFormerConfig, description="Q-Former (BLIP-2): learned queries, 768-d")
 
 
 @hookimpl
