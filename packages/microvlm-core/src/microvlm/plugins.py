@@ -205,7 +205,7 @@ class Plugins:
                 f"provide it yet; upgrade {provider}."
             )
         elif provider and not _installed(provider):
-            message += f" It is provided by {provider}: pip install {provider}"
+            message += f" It is provided by {provider}: pip install {provider}."
         elif provider:
             message += f" It is provided by {provider}, which is installed but not loaded; check {ALLOW_ENV}."
         else:

@@ -1,0 +1,117 @@
+"""Configuration of the ``hf_causal_lm`` language model, and its factory.
+
+This module imports only ``attrs`` so that ``microvlm.plugin`` can register the LLM without
+importing torch or transformers; :func:`build_hf_causal_lm` imports the loader inside.
+
+``init = "random"`` builds the architecture from its config alone, with no weights. For a
+local directory the config is its ``config.json``. For ``model = "Qwen/Qwen2.5-0.5B"`` (the
+default) the config is the copy shipped next to this module (``qwen2.5-0.5b-config.json``), so
+the full-size architecture (494 M parameters) builds with no network; other hub ids need the
+hub or the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from microvlm.structure import FieldValueError
+
+if TYPE_CHECKING:
+    from microvlm.llm.model import LanguageModel
+    from microvlm.plugins import Plugins
+
+Init = Literal["pretrained", "random"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Adapter = Literal["none", "lora", "qlora"]
+
+#: Hub ids whose config ships with microvlm-core (file next to this module), for ``init = "random"``.
+SHIPPED_CONFIGS = {"Qwen/Qwen2.5-0.5B": "qwen2.5-0.5b-config.json"}
+
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _non_empty(_: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise FieldValueError(attribute.name, "must not be empty: give a hub id or a local directory")
+
+
+def _literal(tp: Any) -> Any:
+    """Validator for a ``Literal[...]`` field (the recipe loader checks it too; this guards code)."""
+    choices = typing.get_args(tp)
+
+    def check(_: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            raise FieldValueError(attribute.name, f"expected one of {shown}, got {value!r}")
+
+    return check
+
+
+def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise FieldValueError(attribute.name, f"must be > 0, got {value}")
+
+
+def _probability(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise FieldValueError(attribute.name, f"must be in [0, 1), got {value}")
+
+
+def _module_names(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value or any(not name.strip() for name in value):
+        raise FieldValueError(attribute.name, 'must list at least one module name, e.g. ["q_proj", "v_proj"]')
+
+
+@attrs.frozen
+class HFCausalLMConfig:
+    """``[model.llm] name = "hf_causal_lm"``: a transformers ``AutoModelForCausalLM``.
+
+    The base weights are frozen. ``adapter = "lora"`` adds trainable LoRA matrices (peft) to
+    ``lora_target_modules``; ``"qlora"`` loads the base in 4 bits through the quantizer plugin
+    named by ``quantizer`` (``nf4``, from microvlm-quant) before adding LoRA.
+    """
+
+    model: str = attrs.field(default="Qwen/Qwen2.5-0.5B", validator=_non_empty)  # hub id or local directory
+    tokenizer: str = ""  # hub id or local directory of the tokenizer; "" = same as model
+    revision: str = attrs.field(default="main", validator=_non_empty)  # hub branch, tag or commit
+    init: Init = attrs.field(default="pretrained", validator=_literal(Init))  # "random": no weights loaded
+    dtype: Dtype = attrs.field(default="auto", validator=_literal(Dtype))  # auto: bf16 on bf16 GPU, else fp32
+    gradient_checkpointing: bool = False  # recompute decoder activations in backward (less memory)
+    adapter: Adapter = attrs.field(default="none", validator=_literal(Adapter))  # trainable part of the LLM
+    lora_r: int = attrs.field(default=64, validator=_positive)  # LoRA rank r
+    lora_alpha: int = attrs.field(default=16, validator=_positive)  # LoRA scale numerator: update x alpha / r
+    lora_dropout: float = attrs.field(default=0.05, validator=_probability)  # dropout on the LoRA input
+    lora_target_modules: tuple[str, ...] = attrs.field(  # module names (suffixes) that get LoRA
+        default=DEFAULT_TARGET_MODULES, validator=_module_names
+    )
+    trust_remote_code: bool = False  # run model code from the hub repo; only for repos you trust
+    quantizer: str = attrs.field(default="nf4", validator=_non_empty)  # quantizer plugin for qlora
+
+    @property
+    def tokenizer_source(self) -> str:
+        """Where the tokenizer comes from: ``tokenizer``, or ``model`` when empty."""
+        return self.tokenizer or self.model
+
+
+def build_hf_causal_lm(
+    config: HFCausalLMConfig,
+    *,
+    plugins: Plugins | None = None,
+    quantizer: Any = None,
+    device: str | None = None,
+    **_: Any,
+) -> LanguageModel:
+    """LLM factory: ``factory(config, plugins=...)`` -> :class:`microvlm.llm.LanguageModel`.
+
+    :param plugins: used to find the quantizer for ``adapter = "qlora"``; loaded on demand.
+    :param quantizer: an already built quantizer object (overrides ``config.quantizer``).
+    :param device: ``"meta"`` builds an ``init = "random"`` model without allocating weights
+        (parameter counting; with ``adapter = "qlora"`` the base stays unquantised there, the
+        counts are the same); ``None`` builds on the CPU.
+    """
+    from microvlm.llm.hf import load_language_model
+
+    return load_language_model(config, plugins=plugins, quantizer=quantizer, device=device)

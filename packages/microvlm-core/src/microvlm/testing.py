@@ -1,0 +1,237 @@
+"""Offline test fixtures: a tiny byte-level BPE tokenizer and a tiny Qwen2 model, built locally.
+
+Every package's tests use these instead of downloading anything::
+
+    from microvlm.testing import tiny_llm_path
+    config = HFCausalLMConfig(model=str(tiny_llm_path()))  # same code path as a hub id
+
+:func:`make_tiny_tokenizer` and :func:`make_tiny_llm` write into a directory you give;
+:func:`tiny_tokenizer_path` and :func:`tiny_llm_path` build once per process into a temporary
+directory (removed at exit) and return the cached path. Treat those directories as read-only.
+Heavy imports (torch, transformers, tokenizers) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+EOS_TOKEN = "<|endoftext|>"  # eos and pad, as in Qwen2.5
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = (EOS_TOKEN, IM_START, IM_END)
+#: Qwen2's pre-tokenizer split: contractions, letter runs, single digits, punctuation, spaces.
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+#: Qwen2-style ChatML template (a default system turn, then one block per message).
+CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+_COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white", "gray")
+_SHAPES = ("circle", "square", "triangle", "rectangle", "star", "ellipse", "shape", "shapes")
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_PHRASES = (
+    "a photo of",
+    "an image of",
+    "there is",
+    "there are",
+    "in the image",
+    "on the left",
+    "on the right",
+    "at the top",
+    "at the bottom",
+    "in the middle",
+    "next to",
+    "above",
+    "below",
+    "how many",
+    "what color is the",
+    "what colour is the",
+    "what shape is",
+    "is there a",
+    "where is the",
+    "which side",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "center",
+    "yes",
+    "no",
+    "Describe the image.",
+    "Answer the question.",
+    "Question:",
+    "Answer:",
+    "Short answer:",
+    "Give the bounding box of",
+    "the",
+    "and",
+    "of",
+    "with",
+    "small",
+    "large",
+    "big",
+    "tiny",
+    "system",
+    "user",
+    "assistant",
+    "You are a helpful assistant.",
+)
+
+
+def tiny_corpus() -> list[str]:
+    """The fixed training text of the tiny tokenizer: shapes, colours, questions, digits, boxes."""
+    lines = list(_PHRASES)
+    for colour in _COLOURS:
+        for shape in _SHAPES:
+            lines.append(f"a {colour} {shape}")
+            lines.append(f"What color is the {shape}? {colour}")
+            lines.append(f"Is there a {colour} {shape} on the left? yes")
+            lines.append(f"Is there a {colour} {shape} on the right? no")
+    for i, word in enumerate(_NUMBERS):
+        lines.append(f"How many shapes are there? {i} ({word})")
+    lines += [f"[{i / 10:.2f}, {(9 - i) / 10:.2f}, {(i + 1) / 10:.2f}, 0.95]" for i in range(10)]
+    lines.append(" ".join(str(d) for d in range(10)) + " 0123456789 , . ? ! : ; ( ) [ ] ' \"")
+    return lines
+
+
+def make_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Path:
+    """Train a byte-level BPE tokenizer (Qwen2's pipeline) on :func:`tiny_corpus`, save it to ``directory``.
+
+    It is a ``PreTrainedTokenizerFast`` with ChatML special tokens (``<|im_start|>``,
+    ``<|im_end|>``; ``<|endoftext|>`` is eos and pad) and a Qwen-style chat template. Any
+    text encodes (byte fallback through the 256-symbol byte alphabet). Deterministic.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    # The pipeline of Qwen2's tokenizer (transformers' Qwen2Tokenizer rebuilds exactly this
+    # around the saved vocab and merges when the directory's config says model_type qwen2).
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(tiny_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        additional_special_tokens=[IM_START, IM_END],
+        model_max_length=4096,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(directory))
+    return directory
+
+
+def make_tiny_llm(
+    directory: str | Path,
+    *,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate_size: int = 128,
+    tie_word_embeddings: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny random ``Qwen2ForCausalLM`` (safetensors) and its tokenizer to ``directory``.
+
+    The vocabulary is the tokenizer's (trained with :func:`make_tiny_tokenizer`); eos/pad
+    ids and the generation config's eos (``<|endoftext|>``, ``<|im_end|>``) follow Qwen2.5.
+    Weights depend only on ``seed``. Returns ``directory``.
+    """
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    directory = Path(directory)
+    make_tiny_tokenizer(directory)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = Qwen2ForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(generator_state)  # leave the caller's RNG untouched
+    model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=[eos, im_end], pad_token_id=eos)
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return directory
+
+
+@functools.cache
+def _cache_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="microvlm-testing-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+@functools.cache
+def tiny_tokenizer_path() -> Path:
+    """A tokenizer from :func:`make_tiny_tokenizer`, built once per process (read-only)."""
+    return make_tiny_tokenizer(_cache_root() / "tokenizer")
+
+
+@functools.cache
+def tiny_llm_path() -> Path:
+    """A model directory from :func:`make_tiny_llm` (defaults), built once per process (read-only)."""
+    return make_tiny_llm(_cache_root() / "tiny-qwen2")
+
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "EOS_TOKEN",
+    "IM_END",
+    "IM_START",
+    "SPECIAL_TOKENS",
+    "make_tiny_llm",
+    "make_tiny_tokenizer",
+    "tiny_corpus",
+    "tiny_llm_path",
+    "tiny_tokenizer_path",
+]
