@@ -19,6 +19,22 @@ from microvlm.hookspecs import hookimpl
 from microvlm.plugins import Component, Plugins, load_plugins, make_plugin_manager
 from microvlm.recipe import load_recipe
 
+_LAZY = {
+    "MicroVLM": "microvlm.models.vlm",
+    "ImageEvalProcessor": "microvlm.processors",
+    "ImageTrainProcessor": "microvlm.processors",
+}
+
+
+def __getattr__(name: str) -> object:
+    """``from microvlm import MicroVLM`` imports torch only when it is asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'microvlm' has no attribute {name!r}")
+
+
 try:
     __version__ = _md.version("microvlm-core")
 except _md.PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -27,6 +43,9 @@ except _md.PackageNotFoundError:  # pragma: no cover - running from a source tre
 __all__ = [
     "Component",
     "DuplicateComponentError",
+    "ImageEvalProcessor",
+    "ImageTrainProcessor",
+    "MicroVLM",
     "MicroVLMError",
     "PluginError",
     "Plugins",

@@ -349,6 +349,15 @@ def _build_model(p: _Problems, section: Any, plugins: Plugins) -> ModelConfig | 
     return ModelConfig(projection=projection, **parts)
 
 
+def build_model_config(section: dict[str, Any], plugins: Plugins, source: str = "<model>") -> ModelConfig:
+    """Structure a ``[model]`` table (encoder, bridge, llm, projection) on its own."""
+    p = _Problems(Table({"model": section}, {}, source))
+    model = _build_model(p, section, plugins)
+    p.raise_if_any()
+    assert model is not None
+    return model
+
+
 def _build_entries(
     p: _Problems, items: Any, path: Path_, plugins: Plugins, *, required: bool
 ) -> tuple[DataConfig, ...] | None:

@@ -1,8 +1,9 @@
 """Toy components for tests and examples of how a plugin registers things.
 
 ``ToyPlugin`` registers one tiny config class per component kind under ``toy_*`` names.
-Its factories return a :class:`Built` record instead of a model, which is all recipe,
-registry and CLI tests need. Register it directly::
+``toy_encoder``, ``toy_dataset`` and ``toy_task`` are real (tiny) components that core's
+trainer tests run on; the bridge, LLM and quantizer factories return a :class:`Built`
+record, which is all recipe, registry and CLI tests need. Register it directly::
 
     plugins = load_plugins(extra=[("toys", ToyPlugin())])
 """
@@ -20,8 +21,9 @@ from microvlm.plugins import Register
 @attrs.frozen
 class ToyEncoderConfig:
     width: int = 8  # feature width D_v
-    freeze: bool = True  # kept frozen
+    freeze: bool = True  # no gradients into the encoder
     image_size: int = 32  # input side, pixels
+    patch: int = 8  # patch side, pixels: N = (image_size / patch)^2
 
 
 @attrs.frozen
@@ -40,14 +42,16 @@ class ToyLLMConfig:
 
 @attrs.frozen
 class ToyDatasetConfig:
-    root: str = "data/toy"  # dataset folder
+    root: str = "data/toy"  # dataset folder (unused: images are drawn in memory)
     split: str = "train"  # train / val / test
-    image_root: str = ""  # image folder when not under root
+    image_root: str = ""  # image folder when not under root (unused)
+    n: int = 8  # number of samples
+    image_size: int = 32  # side of the images, pixels
 
 
 @attrs.frozen
 class ToyTaskConfig:
-    prompt: str = "Describe the image."  # prompt template
+    prompt: str = "Describe the image."  # prompt before the caption
 
 
 @attrs.frozen
@@ -64,6 +68,103 @@ class Built:
     context: dict[str, Any]
 
 
+def build_toy_encoder(config: ToyEncoderConfig, **_: Any) -> Any:
+    """A real (tiny) encoder: a strided convolution, images [B,3,H,W] -> [B, N, width]."""
+    import torch
+    from torch import nn
+
+    class ToyEncoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(3, config.width, config.patch, stride=config.patch)
+            self.out_dim = config.width
+            self.data_config = {
+                "input_size": (3, config.image_size, config.image_size),
+                "mean": (0.5, 0.5, 0.5),
+                "std": (0.5, 0.5, 0.5),
+                "interpolation": "bilinear",
+                "crop_pct": 1.0,
+            }
+            if config.freeze:
+                self.requires_grad_(False)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            x = self.proj(images)  # (B, D_v, H/p, W/p)
+            return x.flatten(2).transpose(1, 2)  # (B, N, D_v)
+
+    return ToyEncoder()
+
+
+COLOURS = (
+    ("red", (220, 20, 20)),
+    ("green", (20, 200, 20)),
+    ("blue", (20, 20, 220)),
+    ("yellow", (230, 230, 20)),
+)
+
+
+class ToyDataset:
+    """Plain-coloured squares captioned with their colour; sample ``i`` has colour ``i % 4``."""
+
+    def __init__(self, config: ToyDatasetConfig, **_: Any) -> None:
+        self.config = config
+
+    def __len__(self) -> int:
+        return self.config.n
+
+    def __iter__(self) -> Any:
+        import io
+
+        from PIL import Image
+
+        from microvlm.data import ImageRef, Sample
+
+        side = self.config.image_size
+        for i in range(self.config.n):
+            name, rgb = COLOURS[i % len(COLOURS)]
+            buffer = io.BytesIO()
+            Image.new("RGB", (side, side), rgb).save(buffer, format="PNG")
+            yield Sample(
+                str(i),
+                ImageRef(data=buffer.getvalue(), size=(side, side)),
+                "toy_dataset",
+                captions=(f"a {name} square",),
+            )
+
+
+class ToyTask:
+    """``[prompt][" " + caption + eos]``, the caption being the target."""
+
+    name = "toy_task"
+    max_new_tokens = 8
+
+    def __init__(self, config: ToyTaskConfig, **_: Any) -> None:
+        self.config = config
+
+    def example(self, sample: Any, rng: Any, tokenizer: Any = None) -> Any:
+        from microvlm.data import Example, Segment
+
+        eos = (getattr(tokenizer, "eos_token", None) or "") if tokenizer is not None else ""
+        caption = rng.choice(sample.captions)
+        return Example((Segment(self.config.prompt), Segment(" " + caption + eos, target=True)))
+
+    def eval_prompt(self, sample: Any, tokenizer: Any = None) -> str:
+        return self.config.prompt
+
+    def references(self, sample: Any) -> list[str]:
+        return list(sample.captions)
+
+    def score(self, predictions: Any, samples: Any) -> dict[str, float]:
+        hits = [p.strip() in s.captions for p, s in zip(predictions, samples, strict=True)]
+        return {"exact_match": sum(hits) / max(len(hits), 1)}
+
+    def per_sample(self, predictions: Any, samples: Any) -> list[dict[str, Any]]:
+        return [
+            {"id": s.id, "prediction": p, "references": list(s.captions)}
+            for p, s in zip(predictions, samples, strict=True)
+        ]
+
+
 def _factory(name: str) -> Any:
     def build(config: Any, **context: Any) -> Built:
         return Built(name, config, context)
@@ -77,7 +178,7 @@ class ToyPlugin:
 
     @hookimpl
     def register_encoders(self, register: Register) -> None:
-        register("toy_encoder", _factory("toy_encoder"), ToyEncoderConfig, description="toy encoder")
+        register("toy_encoder", build_toy_encoder, ToyEncoderConfig, description="toy conv patch encoder")
 
     @hookimpl
     def register_bridges(self, register: Register) -> None:
@@ -89,11 +190,11 @@ class ToyPlugin:
 
     @hookimpl
     def register_datasets(self, register: Register) -> None:
-        register("toy_dataset", _factory("toy_dataset"), ToyDatasetConfig, description="toy dataset")
+        register("toy_dataset", ToyDataset, ToyDatasetConfig, description="toy coloured squares")
 
     @hookimpl
     def register_tasks(self, register: Register) -> None:
-        register("toy_task", _factory("toy_task"), ToyTaskConfig, description="toy task")
+        register("toy_task", ToyTask, ToyTaskConfig, description="toy captioning task")
 
     @hookimpl
     def register_quantizers(self, register: Register) -> None:
@@ -118,5 +219,48 @@ name = "toy_llm"
 
 [[data]]
 dataset = "toy_dataset"
+task = "toy_task"
+"""
+
+
+def toy_training_recipe(output_dir: str, llm: str, **run: Any) -> str:
+    """A complete, trainable toy recipe (TOML text): toy encoder, a 1-layer Q-Former, the
+    LLM directory ``llm`` (e.g. :func:`microvlm.testing.tiny_llm_path`), toy data.
+    ``run`` overrides ``[run]`` keys."""
+    import json
+
+    settings = {
+        "name": "toy",
+        "output_dir": output_dir,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup_steps": 2,
+        "epochs": 6,
+        "log_every": 1,
+        "seed": 1,
+        **run,
+    }
+    run_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    return f"""[run]
+{run_lines}
+
+[model.encoder]
+name = "toy_encoder"
+width = 16
+
+[model.bridge]
+name = "qformer"
+num_queries = 4
+num_layers = 1
+hidden_size = 32
+num_heads = 4
+
+[model.llm]
+name = "hf_causal_lm"
+model = {json.dumps(llm)}
+
+[[data]]
+dataset = "toy_dataset"
+n = 8
 task = "toy_task"
 """

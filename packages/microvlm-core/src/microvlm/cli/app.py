@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from microvlm.cli import plugins_cmd, recipe_cmd
+from microvlm.cli import model_cmds, plugins_cmd, recipe_cmd
 from microvlm.errors import MicroVLMError
 from microvlm.plugins import BrokenPlugin, Plugins, load_plugins
 
@@ -77,6 +77,8 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
     cli.add_command(recipe_cmd.recipe_group)
     cli.add_command(recipe_cmd.run_command)
     cli.add_command(recipe_cmd.train_command)
+    cli.add_command(model_cmds.eval_command)
+    cli.add_command(model_cmds.infer_command)
     _add_plugin_commands(cli, plugins)
     return cli
 

@@ -1,0 +1,308 @@
+"""``microvlm eval`` and ``microvlm infer``: a trained checkpoint at work."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from microvlm.errors import MicroVLMError
+from microvlm.plugins import Plugins
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def _model_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    from microvlm.recipe import parse_override
+
+    return dict(parse_override(p) for p in pairs)
+
+
+def load_model(checkpoint: str, plugins: Plugins, overrides: tuple[str, ...] = ()) -> Any:
+    from microvlm.models.vlm import MicroVLM
+
+    return MicroVLM.from_pretrained(checkpoint, plugins, **_model_overrides(overrides))
+
+
+def _model_set_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override the checkpoint's model table, e.g. llm.model=/path/to/Qwen2.5-0.5B.",
+    )(f)
+
+
+# -- eval --------------------------------------------------------------------------------
+
+
+def _eval_entries(plugins: Plugins, checkpoint: str, recipe_path: str | None) -> tuple[list, str]:
+    from microvlm.config import Pipeline
+    from microvlm.recipe import load_recipe
+    from microvlm.train.checkpoint import load_meta, resolve_checkpoint
+
+    if recipe_path is None:
+        recorded = load_meta(resolve_checkpoint(checkpoint)).get("recipe")
+        if not recorded or not Path(recorded).is_file():
+            raise MicroVLMError(
+                f"{checkpoint}: cannot tell which data to evaluate on (the training recipe "
+                f"{recorded!r} is not here); name it with --recipe RECIPE"
+            )
+        recipe_path = recorded
+    recipe = load_recipe(recipe_path, plugins)
+    if isinstance(recipe, Pipeline):
+        recipe = recipe.stages[-1].recipe
+    return list(recipe.eval.data or recipe.data), recipe_path
+
+
+@click.command("eval")
+@click.option(
+    "--checkpoint", required=True, help="A checkpoint directory (e.g. output/stage4/checkpoint_final)."
+)
+@click.option(
+    "--recipe",
+    "recipe_path",
+    help="Recipe whose [[eval.data]] (else [[data]]) to evaluate on; "
+    "default: the recipe the checkpoint was trained with.",
+)
+@click.option("--tasks", multiple=True, help="Only these tasks, e.g. --tasks vqa captioning grounding.")
+@click.option("--datasets", multiple=True, help="Only these datasets, e.g. --datasets vqav2 refcoco.")
+@click.option("--split", help="Dataset split to evaluate (default: as in the recipe).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--limit", default=0, show_default=True, type=click.IntRange(0), help="Samples per entry (0 = all)."
+)
+@click.option(
+    "--max-new-tokens", default=0, type=click.IntRange(0), help="Generation budget (0 = the task's)."
+)
+@click.option(
+    "--output-dir", type=click.Path(file_okay=False), help="Write metrics.json and predictions_*.jsonl here."
+)
+@_model_set_option
+@click.pass_obj
+def eval_command(
+    plugins: Plugins,
+    checkpoint: str,
+    recipe_path: str | None,
+    tasks: tuple[str, ...],
+    datasets: tuple[str, ...],
+    split: str | None,
+    batch_size: int,
+    limit: int,
+    max_new_tokens: int,
+    output_dir: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Evaluate a checkpoint: batched greedy generation, task metrics, predictions JSONL.
+
+    \b
+      microvlm eval --checkpoint output/stage4/checkpoint_final --tasks vqa captioning grounding \
+        --output-dir eval/
+    """
+    from microvlm.evaluate import evaluate, with_split
+
+    entries, source = _eval_entries(plugins, checkpoint, recipe_path)
+    tasks = tuple(t for group in tasks for t in group.split())  # "--tasks vqa captioning" works too
+    entries = [
+        with_split(e, split)
+        for e in entries
+        if (not tasks or e.task.name in tasks) and (not datasets or e.dataset.name in datasets)
+    ]
+    if not entries:
+        raise MicroVLMError(
+            f"{source}: no evaluation entry matches --tasks {list(tasks)} --datasets {list(datasets)}"
+        )
+    model = load_model(checkpoint, plugins, overrides)
+    results = evaluate(
+        model,
+        entries,
+        plugins,
+        batch_size=batch_size,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        output_dir=output_dir,
+    )
+    print_metrics(results)
+    if output_dir:
+        click.echo(f"wrote {Path(output_dir) / 'metrics.json'}")
+
+
+def print_metrics(results: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("data", "metric", "value")
+    for name, metrics in results.items():
+        for key, value in metrics.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            table.add_row(name, key, shown)
+    Console().print(table)
+
+
+# -- infer -------------------------------------------------------------------------------
+
+
+def read_image(path: str) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise MicroVLMError(f"{path}: no such image file") from None
+    except (OSError, UnidentifiedImageError) as exc:
+        raise MicroVLMError(f"{path}: cannot read image: {exc}") from None
+
+
+class Answerer:
+    """A loaded model plus its processor and generation settings."""
+
+    def __init__(self, model: Any, settings: dict[str, Any]) -> None:
+        from microvlm.processors import ImageEvalProcessor
+
+        self.model = model
+        self.processor = ImageEvalProcessor.from_data_config(model.encoder.data_config)
+        self.settings = settings
+
+    def answer(self, images: list[Any], prompts: list[str], stream: bool = False) -> list[str]:
+        import torch
+
+        batch = torch.stack([self.processor(im) for im in images])  # (B, 3, H, W)
+        on_text = None
+        if stream:
+
+            def on_text(piece: str) -> None:
+                click.echo(piece, nl=False)
+                sys.stdout.flush()
+
+        answers = self.model.generate({"image": batch, "prompt": prompts}, on_text=on_text, **self.settings)
+        if stream:
+            click.echo()
+        return answers
+
+
+def _batch_inputs(source: str, prompt: str | None) -> list[tuple[str, str]]:
+    path = Path(source)
+    if path.is_dir():
+        if prompt is None:
+            raise click.UsageError("--input FOLDER needs --prompt (the question for every image)")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [(str(p), prompt) for p in files]
+    pairs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append((str(row["image"]), str(row.get("prompt", prompt or ""))))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise MicroVLMError(f'{source}:{n}: expected {{"image": PATH, "prompt": TEXT}}: {exc}') from None
+    return pairs
+
+
+def _interactive(answerer: Answerer, image_path: str | None) -> None:
+    image = read_image(image_path) if image_path else None
+    click.echo("Interactive mode: 'load PATH' loads an image, any other line asks about it, 'quit' exits.")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("quit", "exit"):
+            break
+        if line.startswith("load "):
+            try:
+                image = read_image(line[5:].strip())
+                click.echo(f"loaded {line[5:].strip()}")
+            except MicroVLMError as exc:
+                click.echo(f"Error: {exc}", err=True)
+            continue
+        if image is None:
+            click.echo("Error: no image yet; load one with: load PATH", err=True)
+            continue
+        answerer.answer([image], [line], stream=True)
+
+
+@click.command("infer")
+@click.option(
+    "--checkpoint", required=True, help="A checkpoint directory (e.g. output/stage4/checkpoint_final)."
+)
+@click.option("--image", help="Image file to ask about.")
+@click.option("--prompt", help="The question or instruction.")
+@click.option("--interactive", is_flag=True, help="Ask several questions: 'load PATH', questions, 'quit'.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True),
+    help="A folder of images (with --prompt) or a JSONL of {image, prompt}; answers go to --output.",
+)
+@click.option(
+    "--output", "output_path", type=click.Path(dir_okay=False), help="JSONL to write (with --input)."
+)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="With --input.")
+@click.option("--max-new-tokens", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
+@click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True))
+@click.option(
+    "--do-sample", is_flag=True, help="Sample (with temperature / top-p) instead of greedy decoding."
+)
+@click.option("--num-beams", default=1, show_default=True, type=click.IntRange(1))
+@_model_set_option
+@click.pass_obj
+def infer_command(
+    plugins: Plugins,
+    checkpoint: str,
+    image: str | None,
+    prompt: str | None,
+    interactive: bool,
+    input_path: str | None,
+    output_path: str | None,
+    batch_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    do_sample: bool,
+    num_beams: int,
+    overrides: tuple[str, ...],
+) -> None:
+    """Answer questions about images with a trained checkpoint (answers stream as generated).
+
+    \b
+      microvlm infer --checkpoint output/stage4/checkpoint_final --image cat.jpg --prompt "What is this?"
+      microvlm infer --checkpoint output/stage4/checkpoint_final --interactive
+      microvlm infer --checkpoint CKPT --input images/ --prompt "Describe." --output answers.jsonl
+    """
+    if not (interactive or input_path) and (image is None or prompt is None):
+        raise click.UsageError("give --image and --prompt, or --interactive, or --input")
+    if input_path and not output_path:
+        raise click.UsageError("--input needs --output FILE.jsonl")
+    if input_path:
+        pairs = _batch_inputs(input_path, prompt)  # validate inputs before the model loads
+    elif image:
+        read_image(image)  # a bad image fails before the model loads
+    settings = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "do_sample": do_sample,
+        "num_beams": num_beams,
+    }
+    answerer = Answerer(load_model(checkpoint, plugins, overrides), settings)
+    if interactive:
+        _interactive(answerer, image)
+    elif input_path:
+        with Path(output_path).open("w", encoding="utf-8") as f:
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start : start + batch_size]
+                answers = answerer.answer([read_image(p) for p, _ in chunk], [q for _, q in chunk])
+                for (path, question), answer in zip(chunk, answers, strict=True):
+                    f.write(json.dumps({"image": path, "prompt": question, "answer": answer}) + "\n")
+        click.echo(f"wrote {len(pairs)} answers to {output_path}", err=True)
+    else:
+        answerer.answer([read_image(image)], [prompt], stream=True)

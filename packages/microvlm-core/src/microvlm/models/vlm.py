@@ -1,0 +1,325 @@
+"""MicroVLM: image encoder -> bridge (Q-Former) -> projection -> causal LM.
+
+Sequence layout: ``[image query embeddings (Q)][prompt][target]``. Training batches are
+right-padded and carry labels on target tokens only; the loss takes the decoder's hidden
+states at the labelled positions and applies ``lm_head`` to those alone, so the
+vocabulary-wide logits (151,936 for Qwen) are never computed for prompt, image or padding
+positions. Generation left-pads ``[pad][image][prompt]`` and decodes with the LLM's
+``generate`` on ``inputs_embeds`` (KV cache, greedy / sampling / beams, streaming).
+
+References: BLIP-2 (Li et al., 2023) for the Q-Former bridge; nanoVLM for the layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microvlm.config import ModelConfig
+from microvlm.errors import MicroVLMError
+from microvlm.models.projection import Projection
+from microvlm.models.text import IGNORE, left_pad_prompts
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class VLMOutput:
+    """What :meth:`MicroVLM.forward` returns."""
+
+    loss: torch.Tensor | None  # mean cross-entropy over target tokens (None without labels)
+    num_target_tokens: int  # tokens the loss is averaged over
+    hidden_states: torch.Tensor | None = None  # [M, D_l] hidden states of the labelled positions
+
+
+class MicroVLM(nn.Module):
+    """The assembled model. Build it from a model config (what recipes do)::
+
+        model = MicroVLM.from_config(recipe.model, plugins)
+
+    or with the seed's keyword arguments::
+
+        model = MicroVLM(vision_encoder="diet_tiny", llm_model="Qwen/Qwen2.5-0.5B", use_lora=True, lora_r=64)
+    """
+
+    def __init__(
+        self,
+        vision_encoder: str = "diet_tiny",
+        llm_model: str = "Qwen/Qwen2.5-0.5B",
+        use_lora: bool = False,
+        use_qlora: bool = False,
+        lora_r: int = 64,
+        *,
+        config: ModelConfig | None = None,
+        plugins: Any = None,
+    ) -> None:
+        super().__init__()
+        from microvlm.plugins import load_plugins
+
+        plugins = load_plugins() if plugins is None else plugins
+        if config is None:
+            config = seed_model_config(vision_encoder, llm_model, use_lora, use_qlora, lora_r, plugins)
+        self.config = config
+        self.encoder = plugins.build("encoder", config.encoder.name, config.encoder.config)
+        self.bridge = plugins.build(
+            "bridge", config.bridge.name, config.bridge.config, encoder_dim=self.encoder.out_dim
+        )
+        self.llm = plugins.build("llm", config.llm.name, config.llm.config, plugins=plugins)
+        self.projection = Projection.from_config(config.projection, self.bridge.out_dim, self.llm.hidden_size)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, plugins: Any = None) -> MicroVLM:
+        """Build from a validated ``[model]`` config (``recipe.model``)."""
+        return cls(config=config, plugins=plugins)
+
+    # -- pieces --------------------------------------------------------------------------
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.llm.tokenizer
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.bridge.num_queries)
+
+    @property
+    def device(self) -> torch.device:
+        return self.projection.fc1.weight.device
+
+    def _encoder_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.encoder.parameters())
+
+    def image_embeddings(
+        self, images: torch.Tensor, return_attentions: bool = False
+    ) -> tuple[torch.Tensor, Any]:
+        """Images ``[B, 3, H, W]`` -> soft image tokens ``[B, Q, D_l]`` (+ bridge output)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._encoder_frozen()):
+            feats = self.encoder(images)  # (B, N, D_v)
+        out = self.bridge(feats, return_attentions=return_attentions)  # queries: (B, Q, D_q)
+        return self.projection(out.queries), out  # (B, Q, D_l)
+
+    # -- training ------------------------------------------------------------------------
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> VLMOutput:
+        """Loss of a right-padded batch.
+
+        :param images: ``[B, 3, H, W]``, processed by the encoder's image processor.
+        :param input_ids: ``[B, T]`` prompt + target tokens, right-padded.
+        :param attention_mask: ``[B, T]``, 1 for real tokens.
+        :param labels: ``[B, T]``, the target token ids, ``-100`` elsewhere.
+        """
+        B, T = input_ids.shape
+        image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
+        Q = image_tokens.shape[1]
+        text = self.llm.embed(input_ids)  # (B, T, D_l)
+        embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # (B, Q+T, D_l)
+        mask = torch.cat([attention_mask.new_ones(B, Q), attention_mask], dim=1)  # (B, Q+T)
+        hidden = self.llm.hidden_states(embeds, mask).hidden_states  # (B, Q+T, D_l)
+        if labels is None:
+            return VLMOutput(None, 0)
+        # The token at text position t is predicted from sequence position Q + t - 1.
+        predictors = hidden[:, Q - 1 : Q + T - 1]  # (B, T, D_l)
+        selected = labels != IGNORE  # (B, T)
+        picked = predictors[selected]  # (M, D_l): labelled positions only
+        n = int(selected.sum())
+        if n == 0:
+            zero = hidden.sum() * 0.0  # keeps the graph connected (DDP) with a zero loss
+            return VLMOutput(zero, 0)
+        logits = self.llm.lm_head(picked)  # (M, V)
+        loss = F.cross_entropy(logits.float(), labels[selected])
+        return VLMOutput(loss, n, picked if return_hidden else None)
+
+    # -- generation ----------------------------------------------------------------------
+
+    def _generation_inputs(
+        self, images: torch.Tensor, prompts: Sequence[str], max_prompt_tokens: int
+    ) -> tuple:
+        tok = self.tokenizer
+        ids, mask = left_pad_prompts(prompts, tok, max_prompt_tokens)  # (B, T), pads first
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
+        B, Q = image_tokens.shape[:2]
+        T = ids.shape[1]
+        text = self.llm.embed(ids)  # (B, T, D_l)
+        embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # [img][pad][prompt]
+        full_mask = torch.cat([mask.new_ones(B, Q), mask], dim=1)  # (B, Q+T)
+        # Move each row's padding in front of its image tokens: [pad][img][prompt].
+        pads = (mask == 0).sum(dim=1)  # (B,)
+        pos = torch.arange(Q + T, device=self.device).expand(B, -1)  # (B, Q+T)
+        order = torch.where(
+            pos < pads[:, None],
+            pos + Q,  # the padding block first
+            torch.where(pos < pads[:, None] + Q, pos - pads[:, None], pos),  # then the image
+        )  # (B, Q+T) source index of each output position
+        embeds = embeds.gather(1, order[..., None].expand(-1, -1, embeds.shape[-1]))
+        full_mask = full_mask.gather(1, order)
+        return embeds, full_mask
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: dict[str, Any],
+        max_new_tokens: int = 256,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        do_sample: bool = False,
+        num_beams: int = 1,
+        max_prompt_tokens: int = 512,
+        streamer: Any = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> list[str]:
+        """Answer ``samples = {"image": [B, 3, H, W], "prompt": str | list[str]}``.
+
+        :param streamer: a transformers streamer (e.g. ``TextIteratorStreamer``), batch 1.
+        :param on_text: called with each new piece of decoded text (batch 1), for the CLI.
+        :returns: one decoded string per image, special tokens removed.
+        """
+        images = samples["image"].to(self.device)
+        prompts = samples["prompt"]
+        prompts = [prompts] * images.shape[0] if isinstance(prompts, str) else list(prompts)
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(prompts)} prompts")
+        tok = self.tokenizer
+        embeds, mask = self._generation_inputs(images, prompts, max_prompt_tokens)
+        if on_text is not None:
+            if streamer is not None or len(prompts) != 1:
+                raise ValueError("on_text streams one sample at a time and replaces streamer")
+            streamer = _CallbackStreamer(tok, on_text)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": do_sample,
+            "num_beams": num_beams,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.llm.model.generate(
+                inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, streamer=streamer, **kwargs
+            )  # (B, new tokens): only generated ids come back for inputs_embeds
+        finally:
+            self.train(was_training)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    # -- weights -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, plugins: Any = None, **overrides: Any) -> MicroVLM:
+        """Rebuild a model from a checkpoint directory (``model.toml`` + ``model.safetensors``).
+
+        ``checkpoint_final`` of a training run is such a directory. The base weights of the
+        encoder and the LLM come from where ``model.toml`` says (hub id or local path), the
+        trained weights from ``model.safetensors``. ``overrides`` are ``--set``-style
+        ``{"llm.model": "/local/qwen"}`` replacements in the model table.
+        """
+        import sys
+
+        from microvlm.plugins import load_plugins
+        from microvlm.recipe import Table, build_model_config, set_path
+        from microvlm.train.checkpoint import resolve_checkpoint
+
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+
+        directory = resolve_checkpoint(path)
+        table_file = directory / "model.toml"
+        if not table_file.is_file():
+            raise MicroVLMError(
+                f"{directory}: no model.toml; this is a step checkpoint, use checkpoint_final"
+            )
+        plugins = load_plugins() if plugins is None else plugins
+        table = Table(tomllib.loads(table_file.read_text())["model"], {}, str(table_file))
+        for key, value in overrides.items():
+            set_path(table, key.split("."), value, origin="override")
+        model = cls.from_config(build_model_config(table.data, plugins, str(table_file)), plugins)
+        model.load_checkpoint(directory)
+        return model.eval()
+
+    def load_checkpoint(self, path: str | Path) -> int:
+        """Load trained weights from a checkpoint directory (the seed's ``…/checkpoint_final.pth``
+        resolves to the directory); returns the number of tensors loaded."""
+        from microvlm.train.checkpoint import load_weights
+        from microvlm.train.loop import apply_weights
+
+        return apply_weights(self, load_weights(path), str(path))
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters that train (bridge, projection, LoRA, unfrozen parts), by name."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def set_trainable(self, parts: Sequence[str]) -> None:
+        """Choose what trains: any of ``bridge``, ``projection``, ``lora``, ``llm``, ``encoder``."""
+        self.requires_grad_(False)
+        for part in parts:
+            if part == "bridge":
+                self.bridge.requires_grad_(True)
+            elif part == "projection":
+                self.projection.requires_grad_(True)
+            elif part == "encoder":
+                self.encoder.requires_grad_(True)
+            elif part == "llm":
+                self.llm.base_model.requires_grad_(True)
+            elif part == "lora":
+                lora = [p for n, p in self.llm.named_parameters() if "lora_" in n]
+                if not lora:
+                    raise ValueError('train includes "lora" but the LLM has no adapter; set adapter = "lora"')
+                for p in lora:
+                    p.requires_grad_(True)
+            else:
+                raise ValueError(f"unknown trainable part {part!r}")
+
+
+class _CallbackStreamer:
+    """A minimal transformers streamer: decodes incrementally and calls ``on_text``."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None]) -> None:
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.ids: list[int] = []
+        self.printed = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        self.ids.extend(int(v) for v in value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > self.printed and not text.endswith("\ufffd"):  # wait for whole characters
+            self.on_text(text[self.printed :])
+            self.printed = len(text)
+
+    def end(self) -> None:
+        pass
+
+
+def seed_model_config(
+    vision_encoder: str, llm_model: str, use_lora: bool, use_qlora: bool, lora_r: int, plugins: Any
+) -> ModelConfig:
+    """The seed's ``MicroVLM(vision_encoder=..., llm_model=..., use_lora=..., lora_r=...)``."""
+    from microvlm.recipe import build_model_config
+
+    if use_lora and use_qlora:
+        raise ValueError("use_lora and use_qlora are exclusive (QLoRA already includes LoRA)")
+    adapter = "qlora" if use_qlora else "lora" if use_lora else "none"
+    section = {
+        "encoder": {"name": vision_encoder},
+        "bridge": {"name": "qformer"},
+        "llm": {"name": "hf_causal_lm", "model": llm_model, "adapter": adapter, "lora_r": lora_r},
+    }
+    return build_model_config(section, plugins)

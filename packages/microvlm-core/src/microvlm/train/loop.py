@@ -1,0 +1,262 @@
+"""The training loop of one stage: ``train_stage(recipe, plugins)``.
+
+AdamW with parameter groups, linear warm-up + cosine, gradient accumulation and clipping,
+bf16 autocast on GPU and fp32 on CPU (``precision = "auto"``), periodic validation loss,
+checkpoints every ``save_every`` optimizer steps and ``checkpoint_final`` at the end.
+Rerunning the same command resumes from the newest checkpoint in ``output_dir`` exactly:
+weights, optimizer, scheduler, RNG states and the position in the data order are restored.
+SIGTERM / Ctrl-C write a checkpoint at the next step boundary, then exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import signal
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from microvlm.config import Recipe
+from microvlm.errors import MicroVLMError
+from microvlm.models.vlm import MicroVLM
+from microvlm.train import checkpoint as ckpt
+from microvlm.train.data import Collate, EpochDataset, StepSampler, build_sources, epoch_order
+from microvlm.train.dist import DistInfo
+from microvlm.train.schedule import make_optimizer, make_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupted(SystemExit):
+    """Raised after a checkpoint was written on SIGTERM / SIGINT."""
+
+
+def resolve_device(name: str, dist: DistInfo) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist.local_rank)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on CUDA, none (fp32) on CPU, where bf16 matmuls are slow without AMX."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def apply_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> int:
+    """Load a subset of parameters by name; unknown names are an error naming the file."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(weights) - set(params))
+    if unknown:
+        raise MicroVLMError(
+            f"{source}: {len(unknown)} weights do not belong to this model (e.g. {unknown[:3]}); "
+            "was it trained with a different model configuration?"
+        )
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            if params[name].shape != tensor.shape:
+                expected = tuple(params[name].shape)
+                raise MicroVLMError(
+                    f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {expected}"
+                )
+            params[name].copy_(tensor)
+    return len(weights)
+
+
+class _StopFlag:
+    """Turns SIGTERM / SIGINT into a flag checked at step boundaries."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+        logger.warning("signal %d: writing a checkpoint at the end of this step, then exiting", signum)
+
+    def __exit__(self, *_: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, progress: bool = True) -> Path:
+    """Train one stage; returns the final checkpoint directory."""
+    from microvlm.processors import ImageEvalProcessor
+    from microvlm.train.reporting import Reporter
+    from microvlm.train.state import RunState
+
+    dist = dist or DistInfo.from_env()
+    run = recipe.run
+    out = Path(run.output_dir)
+    device = resolve_device(run.device, dist)
+    amp = autocast_dtype(run.precision, device)
+    torch.manual_seed(run.seed)
+    random.seed(run.seed)
+
+    model = MicroVLM.from_config(recipe.model, plugins)
+    model.set_trainable(run.train)
+    if run.init_from:
+        n = apply_weights(model, ckpt.load_weights(run.init_from), run.init_from)
+        logger.info("initialised %d tensors from %s", n, run.init_from)
+    model.to(device)
+    tokenizer = model.tokenizer
+    tokenizer.padding_side = "right"
+
+    sources = build_sources(recipe.data, plugins)
+    processor = ImageEvalProcessor.from_data_config(model.encoder.data_config)
+    epoch_len = len(epoch_order(sources, 0, run.seed))
+    micro_per_epoch = StepSampler(
+        epoch_len, run.batch_size, dist.rank, dist.world, multiple=run.grad_accum_steps
+    ).steps()
+    steps_per_epoch = micro_per_epoch // run.grad_accum_steps
+    if steps_per_epoch == 0:
+        raise MicroVLMError(
+            f"{recipe.source}: the data has fewer samples than one optimizer step needs "
+            f"(batch_size {run.batch_size} x grad_accum_steps {run.grad_accum_steps} "
+            f"x {dist.world} processes)"
+        )
+    total_steps = run.max_steps or run.epochs * steps_per_epoch
+
+    optimizer = make_optimizer(model, run.lr, run.weight_decay)
+    scheduler = make_scheduler(optimizer, run.warmup_steps, total_steps, run.min_lr_ratio)
+    state = RunState()
+    if run.resume:
+        state = RunState.resume(out, model, optimizer, scheduler) or state
+    train_model: torch.nn.Module = model
+    if dist.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)
+    collate = Collate(tokenizer, run.max_text_tokens)
+    model.train()
+    with _StopFlag() as stop, reporter:
+        reporter.start(state.step)
+        while state.step < total_steps:
+            order = epoch_order(sources, state.epoch, run.seed)
+            data = EpochDataset(sources, order, processor, tokenizer, run.seed, state.epoch)
+            sampler = StepSampler(
+                len(order), run.batch_size, dist.rank, dist.world, state.micro_step, run.grad_accum_steps
+            )
+            loader = torch.utils.data.DataLoader(
+                data,
+                batch_sampler=sampler,
+                collate_fn=collate,
+                num_workers=run.num_workers,
+                # its own generator: creating an iterator must not draw from the global RNG,
+                # or a resumed run would be one draw off the uninterrupted one
+                generator=torch.Generator().manual_seed(run.seed * 100_003 + state.epoch),
+            )
+            for images, text in loader:
+                sync = (state.micro_step + 1) % run.grad_accum_steps == 0
+                context = train_model.no_sync() if (dist.world > 1 and not sync) else nullcontext()
+                with (
+                    context,
+                    torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None),
+                ):
+                    result = train_model(
+                        images.to(device),
+                        text.input_ids.to(device),
+                        text.attention_mask.to(device),
+                        text.labels.to(device),
+                    )
+                    (result.loss / run.grad_accum_steps).backward()
+                state.micro_step += 1
+                reporter.accumulate(float(result.loss.detach()), result.num_target_tokens, images.shape[0])
+                if not sync:
+                    continue
+                grad_norm = _clip(model, run.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                reporter.step(state.step, scheduler.get_last_lr()[0], grad_norm)
+                last = state.step >= total_steps
+                if dist.is_main and (
+                    stop.signal is not None or (run.save_every and state.step % run.save_every == 0)
+                ):
+                    state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last)
+                if recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0 and not last:
+                    reporter.log_eval(
+                        validation_loss(model, recipe, plugins, processor, device, amp), state.step
+                    )
+                if stop.signal is not None:
+                    dist.barrier()
+                    raise Interrupted(128 + stop.signal)
+                if last:
+                    break
+            else:
+                state.epoch += 1
+                state.micro_step = 0
+                continue
+            break
+        if recipe.eval.data:
+            reporter.log_eval(validation_loss(model, recipe, plugins, processor, device, amp), state.step)
+        final = out / ckpt.FINAL
+        if dist.is_main:
+            state.save_final(final, model, recipe, plugins)
+            reporter.finish(out)
+    dist.barrier()
+    return final
+
+
+def _clip(model: torch.nn.Module, max_norm: float) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+
+
+@torch.no_grad()
+def validation_loss(
+    model: MicroVLM,
+    recipe: Recipe,
+    plugins: Any,
+    processor: Any,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> dict[str, float]:
+    """Mean target-token loss on each ``[[eval.data]]`` entry (``eval.max_samples`` each)."""
+    was_training = model.training
+    model.eval()
+    metrics: dict[str, float] = {}
+    collate = Collate(model.tokenizer, recipe.run.max_text_tokens)
+    try:
+        for source in build_sources(recipe.eval.data, plugins, limit=recipe.eval.max_samples):
+            order = [(0, i) for i in range(len(source.samples))]
+            data = EpochDataset([source], order, processor, model.tokenizer, recipe.run.seed, 0)
+            loader = torch.utils.data.DataLoader(data, batch_size=recipe.eval.batch_size, collate_fn=collate)
+            total, tokens = 0.0, 0
+            for images, text in loader:
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    r = model(
+                        images.to(device),
+                        text.input_ids.to(device),
+                        text.attention_mask.to(device),
+                        text.labels.to(device),
+                    )
+                total += float(r.loss) * r.num_target_tokens
+                tokens += r.num_target_tokens
+            metrics[f"val/{source.name}/loss"] = total / tokens if tokens else math.nan
+    finally:
+        model.train(was_training)
+    return metrics

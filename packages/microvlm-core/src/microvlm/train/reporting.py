@@ -1,0 +1,132 @@
+"""Progress bar, metric loggers and the loss curve of a run (rank 0 only)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from microvlm.config import Recipe
+from microvlm.train.dist import DistInfo
+
+logger = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Collects per-step numbers; every ``log_every`` steps sends averages to the loggers.
+
+    Logged: ``loss`` (mean over target tokens of the interval's micro-batches), ``lr``,
+    ``grad_norm``, ``samples_per_s`` (all processes), ``target_tokens``.
+    """
+
+    def __init__(
+        self, recipe: Recipe, plugins: Any, dist: DistInfo, total_steps: int, progress: bool = True
+    ) -> None:
+        self.recipe = recipe
+        self.run = recipe.run
+        self.dist = dist
+        self.total = total_steps
+        self.history: list[tuple[int, float]] = []
+        self.loggers: list[Any] = []
+        self._progress = None
+        self._task = None
+        self._reset()
+        if not dist.is_main:
+            return
+        from microvlm.recipe import recipe_to_table
+
+        out = Path(self.run.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        run_config = recipe_to_table(recipe)
+        for spec in recipe.loggers:
+            self.loggers.append(
+                plugins.build("logger", spec.name, spec.config, run_dir=out, run_config=run_config)
+            )
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn(f"[bold]{self.run.name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+            )
+
+    def _reset(self) -> None:
+        self._loss_sum = 0.0
+        self._tokens = 0
+        self._samples = 0
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> Reporter:
+        if self._progress is not None:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        for lg in self.loggers:
+            lg.close()
+
+    def start(self, step: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task("train", total=self.total, completed=step, info="")
+
+    def accumulate(self, loss: float, tokens: int, samples: int) -> None:
+        self._loss_sum += loss * tokens
+        self._tokens += tokens
+        self._samples += samples
+
+    def step(self, step: int, lr: float, grad_norm: float) -> None:
+        if step % self.run.log_every and step != self.total:
+            if self._progress is not None:
+                self._progress.update(self._task, completed=step)
+            return
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        loss = self.dist.mean(self._loss_sum / max(self._tokens, 1))
+        metrics = {
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "samples_per_s": self._samples * self.dist.world / elapsed,
+            "target_tokens": self._tokens,
+        }
+        self._reset()
+        if not self.dist.is_main:
+            return
+        self.history.append((step, loss))
+        for lg in self.loggers:
+            lg.log(metrics, step)
+        if self._progress is not None:
+            info = f"loss {loss:.4f}  lr {lr:.2e}  {metrics['samples_per_s']:.1f} samples/s"
+            self._progress.update(self._task, completed=step, info=info)
+
+    def log_eval(self, metrics: dict[str, float], step: int) -> None:
+        if self.dist.is_main and metrics:
+            for lg in self.loggers:
+                lg.log(metrics, step)
+
+    def finish(self, out: Path) -> Path | None:
+        """Write ``loss.png`` (loss against step) into the run folder."""
+        if len(self.history) < 1:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps, losses = zip(*self.history, strict=True)
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.plot(steps, losses, marker="." if len(steps) < 50 else None)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (target tokens)")
+        ax.set_title(self.run.name)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / "loss.png"
+        fig.savefig(path)
+        plt.close(fig)
+        return path

@@ -1,0 +1,125 @@
+"""The runner on toy data: it learns, checkpoints atomically, resumes exactly, chains stages."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from microvlm import load_plugins
+from microvlm.recipe import load_recipe
+from microvlm.testing import tiny_llm_path
+from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.train import checkpoint as ckpt
+from microvlm.train import run
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load_plugins(extra=[("toys", ToyPlugin())])
+
+
+def recipe_text(out, **run):
+    out = run.pop("output_dir", out)
+    return toy_training_recipe(str(out), str(tiny_llm_path()), **run)
+
+
+def load(tmp_path, plugins, name="r.toml", **run):
+    path = tmp_path / name
+    path.write_text(recipe_text(tmp_path / "out", **run))
+    return load_recipe(path, plugins)
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_lowers_the_loss_and_writes_outputs(tmp_path, plugins):
+    recipe = load(tmp_path, plugins, train=["bridge", "projection", "llm"])
+    final = run(recipe, plugins, progress=False)
+    rows = [r for r in metrics(tmp_path / "out") if "loss" in r]
+    assert len(rows) == 12  # 8 samples / batch 4 = 2 steps per epoch, 6 epochs
+    assert rows[-1]["loss"] < rows[0]["loss"] * 0.7, [r["loss"] for r in rows]
+    assert final == tmp_path / "out" / "checkpoint_final"
+    weights = load_file(str(final / "model.safetensors"))
+    assert {k.split(".")[0] for k in weights} == {"bridge", "projection", "llm"}
+    assert (final / "model.toml").read_text().count("[model.") >= 3
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+
+
+class Crash(Exception):
+    pass
+
+
+def test_checkpoints_resume_bitwise(tmp_path, plugins, monkeypatch):
+    straight = load(tmp_path, plugins, "a.toml", output_dir=str(tmp_path / "a"), epochs=2, save_every=1)
+    run(straight, plugins, progress=False)
+    reference = load_file(str(tmp_path / "a" / "checkpoint_final" / "model.safetensors"))
+
+    # The same recipe, crashing right after the step-3 checkpoint is written (of 4 steps).
+    again = load(tmp_path, plugins, "b.toml", output_dir=str(tmp_path / "b"), epochs=2, save_every=1)
+    prune = ckpt.prune
+
+    def crash_after_step_3(out, keep_last):
+        prune(out, keep_last)
+        if (out / "checkpoint_step000003").is_dir():
+            raise Crash
+
+    monkeypatch.setattr(ckpt, "prune", crash_after_step_3)
+    with pytest.raises(Crash):
+        run(again, plugins, progress=False)
+    monkeypatch.setattr(ckpt, "prune", prune)
+    assert [s for s, _ in ckpt.step_checkpoints(tmp_path / "b")] == [2, 3]  # keep_last = 2
+    assert not (tmp_path / "b" / "checkpoint_final").exists()
+    run(again, plugins, progress=False)  # rerunning the command resumes at step 3
+    result = load_file(str(tmp_path / "b" / "checkpoint_final" / "model.safetensors"))
+    assert result.keys() == reference.keys()
+    for name in reference:
+        assert torch.equal(result[name], reference[name]), name
+
+
+def test_trainer_state_loads_without_unpickling(tmp_path, plugins):
+    run(load(tmp_path, plugins, epochs=1, save_every=1), plugins, progress=False)
+    [(_, path)] = ckpt.step_checkpoints(tmp_path / "out")[-1:]
+    state = torch.load(path / "trainer_state.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "rng"} <= set(state)
+    assert json.loads((path / "trainer.json").read_text())["step"] == 2
+
+
+def test_init_from_and_unknown_weights(tmp_path, plugins):
+    run(load(tmp_path, plugins, epochs=1), plugins, progress=False)
+    first = load_file(str(tmp_path / "out" / "checkpoint_final" / "model.safetensors"))
+    recipe = load(
+        tmp_path,
+        plugins,
+        "s2.toml",
+        output_dir=str(tmp_path / "s2"),
+        epochs=1,
+        lr=1e-9,
+        init_from=str(tmp_path / "out" / "checkpoint_final.pth"),
+    )  # the seed's spelling works
+    run(recipe, plugins, progress=False)
+    second = load_file(str(tmp_path / "s2" / "checkpoint_final" / "model.safetensors"))
+    name = next(iter(first))
+    assert torch.allclose(first[name], second[name], atol=1e-5)  # started from stage 1's weights
+
+
+def test_atomic_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    target = tmp_path / "checkpoint_final"
+    ckpt.save_checkpoint(target, {"w": torch.ones(2)}, None, {"step": 1})
+
+    def fail(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "_fsync_dir", fail)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_checkpoint(target, {"w": torch.zeros(2)}, None, {"step": 2})
+    assert json.loads((target / "trainer.json").read_text())["step"] == 1
+    assert torch.equal(load_file(str(target / "model.safetensors"))["w"], torch.ones(2))
+
+
+def test_pth_pickles_are_refused(tmp_path):
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(b"not really a pickle")
+    with pytest.raises(Exception, match="pickles and are not loaded"):
+        ckpt.resolve_checkpoint(bad)
