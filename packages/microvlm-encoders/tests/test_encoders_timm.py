@@ -311,3 +311,37 @@ def test_the_quick_start_path_feeds_an_encoder(encoders: dict[str, nn.Module]) -
     image = Image.new("RGB", (50, 40), (120, 30, 200))
     features = encoder(processor(image).unsqueeze(0))
     assert features.shape == (1, 4, 192)
+
+
+def test_timm_architecture_overrides_build_a_small_deit():
+    import torch
+
+    from microvlm import load_plugins
+    from microvlm.structure import structure
+
+    component = load_plugins().get("encoder", "timm")
+    table = {
+        "pretrained": "none",
+        "image_size": 32,
+        "patch_size": 8,
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "freeze": False,
+    }
+    encoder = component.build(structure(table, component.config_cls))
+    features = encoder(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, 16, 64)  # (B, N, D_v): (32 / 8)^2 patches, embed_dim 64
+    assert len(encoder.model.blocks) == 2
+    assert all(p.requires_grad for p in encoder.parameters())  # freeze = false
+
+
+def test_architecture_overrides_refuse_timm_pretrained_weights():
+    from microvlm import load_plugins
+    from microvlm.errors import MicroVLMError
+    from microvlm.structure import structure
+
+    component = load_plugins().get("encoder", "timm")
+    config = structure({"pretrained": "timm", "depth": 2}, component.config_cls)
+    with pytest.raises(MicroVLMError, match="pretrained weights do not fit"):
+        component.build(config)

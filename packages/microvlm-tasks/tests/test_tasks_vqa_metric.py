@@ -116,3 +116,31 @@ def test_vqa_scores_mean_and_answer_types() -> None:
     assert scores["count"] == 3.0
     with pytest.raises(ValueError, match="2 predictions for 3"):
         vqa_scores(preds[:2], answers)
+
+
+def test_vqa_score_reports_majority_baseline_per_question_type():
+    from microvlm.data import ImageRef, Sample
+    from microvlm_tasks.config import VQAConfig
+    from microvlm_tasks.vqa import VQATask
+
+    def sample(i, kind, answer):
+        return Sample(
+            str(i), ImageRef("x.jpg"), question="q?", answers=(answer,) * 10, meta={"question_type": kind}
+        )
+
+    samples = [
+        sample(0, "how many", "1"),
+        sample(1, "how many", "1"),
+        sample(2, "how many", "2"),
+        sample(3, "what color", "red"),
+        sample(4, "what color", "blue"),
+    ]
+    scores = VQATask(VQAConfig()).score(["1", "2", "2", "red", "blue"], samples)
+    # "how many": majority answer "1" -> right on 2 of 3; model right on 3 of 3 except sample 1 -> 2/3
+    assert scores["question_type/how_many/majority_baseline"] == pytest.approx(2 / 3)
+    assert scores["question_type/how_many/accuracy"] == pytest.approx(2 / 3)
+    # "what color": a tie, the first seen ("red") wins -> baseline 1/2, model 2/2
+    assert scores["question_type/what_color/majority_baseline"] == pytest.approx(0.5)
+    assert scores["question_type/what_color/accuracy"] == pytest.approx(1.0)
+    assert scores["majority_baseline"] == pytest.approx(3 / 5)
+    assert scores["accuracy"] == pytest.approx(4 / 5)

@@ -17,31 +17,17 @@ import atexit
 import functools
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-EOS_TOKEN = "<|endoftext|>"  # eos and pad, as in Qwen2.5
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-SPECIAL_TOKENS = (EOS_TOKEN, IM_START, IM_END)
-#: Qwen2's pre-tokenizer split: contractions, letter runs, single digits, punctuation, spaces.
-QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-
-#: Qwen2-style ChatML template (a default system turn, then one block per message).
-CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message['role'] == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+from microvlm.llm.tokenizer import (  # noqa: F401 - re-exported for tests
+    CHAT_TEMPLATE,
+    EOS_TOKEN,
+    IM_END,
+    IM_START,
+    QWEN2_PRETOKENIZE_REGEX,
+    SPECIAL_TOKENS,
+    train_chatml_tokenizer,
 )
 
 _COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white", "gray")
@@ -112,47 +98,13 @@ def tiny_corpus() -> list[str]:
     return lines
 
 
-def make_tiny_tokenizer(directory: str | Path, *, vocab_size: int = 512) -> Path:
-    """Train a byte-level BPE tokenizer (Qwen2's pipeline) on :func:`tiny_corpus`, save it to ``directory``.
-
-    It is a ``PreTrainedTokenizerFast`` with ChatML special tokens (``<|im_start|>``,
-    ``<|im_end|>``; ``<|endoftext|>`` is eos and pad) and a Qwen-style chat template. Any
-    text encodes (byte fallback through the 256-symbol byte alphabet). Deterministic.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    # The pipeline of Qwen2's tokenizer (transformers' Qwen2Tokenizer rebuilds exactly this
-    # around the saved vocab and merges when the directory's config says model_type qwen2).
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(tiny_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
-        additional_special_tokens=[IM_START, IM_END],
-        model_max_length=4096,
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(directory))
-    return directory
+def make_tiny_tokenizer(
+    directory: str | Path, *, vocab_size: int = 512, corpus: Iterable[str] | None = None
+) -> Path:
+    """Train the tiny test tokenizer (see :func:`microvlm.llm.tokenizer.train_chatml_tokenizer`)
+    on ``corpus`` (default :func:`tiny_corpus`) and save it to ``directory``."""
+    texts = tiny_corpus() if corpus is None else corpus
+    return train_chatml_tokenizer(texts, directory, vocab_size=vocab_size)
 
 
 def make_tiny_llm(

@@ -49,6 +49,17 @@ class TimmEncoderConfig(EncoderConfig):
 
     # timm registry name, optionally with a pretrained tag ("vit_small_patch16_224.augreg_in21k")
     model: str = attrs.field(default="deit_tiny_patch16_224", validator=_non_empty)
+    # Architecture changes for a model trained from scratch (pretrained = "none"), e.g. a small
+    # DeiT at low resolution; 0 keeps the model's own value. ViT-family models accept them.
+    patch_size: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # patch side, pixels
+    embed_dim: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # token width D_v
+    depth: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # transformer blocks
+    num_heads: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # attention heads
+
+    def architecture_args(self) -> dict[str, int]:
+        """The non-zero architecture overrides, as timm ``create_model`` keyword arguments."""
+        names = ("patch_size", "embed_dim", "depth", "num_heads")
+        return {n: getattr(self, n) for n in names if getattr(self, n)}
 
 
 __all__ = ["DEIT_MODELS", "PRETRAINED_NONE", "PRETRAINED_TIMM", "EncoderConfig", "TimmEncoderConfig"]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from microvlm.errors import MicroVLMError, did_you_mean
-from microvlm_encoders.config import PRETRAINED_NONE, PRETRAINED_TIMM, EncoderConfig
+from microvlm_encoders.config import PRETRAINED_NONE, PRETRAINED_TIMM, EncoderConfig, TimmEncoderConfig
 from microvlm_encoders.weights import check_architecture, find_weights, load_weights
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,13 @@ def build_timm_encoder(architecture: str, config: EncoderConfig) -> TimmEncoder:
         hint = did_you_mean(base, timm.list_models())
         raise MicroVLMError(f"encoder: timm has no model {architecture!r}{hint}; see timm.list_models()")
     kwargs: dict[str, Any] = {"num_classes": 0}
+    if isinstance(config, TimmEncoderConfig):
+        kwargs.update(config.architecture_args())
+        if kwargs.keys() > {"num_classes"} and config.pretrained == PRETRAINED_TIMM:
+            raise MicroVLMError(
+                f"encoder {architecture}: patch_size/embed_dim/depth/num_heads change the architecture, "
+                'so timm\'s pretrained weights do not fit; use pretrained = "none" (or your own weights)'
+            )
     pretrained_cfg = timm.models.get_pretrained_cfg(base)
     if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         kwargs["img_size"] = config.image_size  # ViTs size their position embeddings to it

@@ -9,6 +9,7 @@ Training prompt ``Question: {question} Answer:``; evaluation prompt ``Question:
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -68,13 +69,12 @@ class VQATask:
         from microvlm_tasks.metrics.vqa import vqa_scores
 
         check_lengths(self.name, predictions, samples)
-        return dict(
-            vqa_scores(
-                [first_line(p) for p in predictions],
-                [self.references(s) for s in samples],
-                [s.answer_type for s in samples],
-            )
+        references = [self.references(s) for s in samples]
+        result: dict[str, float | str] = dict(
+            vqa_scores([first_line(p) for p in predictions], references, [s.answer_type for s in samples])
         )
+        result.update(_by_question_type(predictions, samples, references))
+        return result
 
     def per_sample(self, predictions: Sequence[str], samples: Sequence[Sample]) -> list[dict[str, Any]]:
         from microvlm_tasks.metrics.vqa import normalize_answer, vqa_accuracy
@@ -100,3 +100,37 @@ class VQATask:
 def build_vqa(config: VQAConfig) -> VQATask:
     """Factory of ``vqa``."""
     return VQATask(config)
+
+
+def _by_question_type(
+    predictions: Sequence[str], samples: Sequence[Sample], references: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Accuracy per question type beside the majority-answer baseline for the same questions.
+
+    The baseline answers every question of a type with that type's most frequent target
+    among the evaluated questions (so it even knows the test answer distribution): the gap
+    between ``accuracy`` and ``majority_baseline`` is what the model learned beyond priors.
+    The type is the dataset's ``question_type`` (VQAv2's first words, e.g. "how many"),
+    else the answer type.
+    """
+    from microvlm_tasks.metrics.vqa import normalize_answer, vqa_accuracy
+
+    types = [str((s.meta or {}).get("question_type") or s.answer_type or "all") for s in samples]
+    majority = {
+        kind: Counter(
+            normalize_answer(majority_answer(s)) for s, k in zip(samples, types, strict=True) if k == kind
+        ).most_common(1)[0][0]
+        for kind in set(types)
+    }
+    model_acc: dict[str, list[float]] = {}
+    base_acc: dict[str, list[float]] = {}
+    for p, refs, kind in zip(predictions, references, types, strict=True):
+        model_acc.setdefault(kind, []).append(vqa_accuracy(first_line(p), refs))
+        base_acc.setdefault(kind, []).append(vqa_accuracy(majority[kind], refs))
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    out = {"majority_baseline": mean([a for xs in base_acc.values() for a in xs])}
+    for kind in sorted(model_acc):
+        key = re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or "all"
+        out[f"question_type/{key}/accuracy"] = mean(model_acc[kind])
+        out[f"question_type/{key}/majority_baseline"] = mean(base_acc[kind])
+    return out
