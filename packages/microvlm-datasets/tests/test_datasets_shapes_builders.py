@@ -84,7 +84,9 @@ def test_webdataset_reads_all_shards_in_order(shapes_dir: Path, build: Build) ->
     assert len(builder) == len(samples) == 12
     assert samples[5].id == "000010"  # img2dataset keys: shard 1, sample 0
     first = samples[0]
-    assert first.image.data[:2] == b"\xff\xd8" and first.image.open().size == (64, 64)
+    assert first.image.data == b"" and first.image.path.endswith("00000.tar")  # a reference, not the bytes
+    assert first.image.member == "000000.jpg" and first.image.length > 0
+    assert first.image.read_bytes()[:2] == b"\xff\xd8" and first.image.open().size == (64, 64)
     coco = build("coco_caption", root=shapes_dir / "coco", split="train")
     assert first.captions[0] == coco[0].captions[0]  # the shard caption is the image's first COCO caption
     assert first.meta["url"].endswith(Path(coco[0].image.path).name)

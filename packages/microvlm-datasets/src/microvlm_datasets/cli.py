@@ -1,6 +1,7 @@
-"""``microvlm datasets ...``: the synthetic shapes set (the download and status commands join this group).
+"""``microvlm datasets ...``: the synthetic shapes set and the status of the datasets on disk.
 
-Only click is imported here; numpy, PIL and rich are imported inside the command bodies.
+Only click is imported here; numpy, PIL, rich and the builders are imported inside the command bodies.
+(The download command joins this group in a later issue.)
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ def datasets_group() -> click.Group:
 
     @click.group("datasets")
     def datasets() -> None:
-        """Dataset tools: write the synthetic shapes set in the real dataset formats."""
+        """Dataset tools: the synthetic shapes set in the real formats, and what is on disk."""
 
     datasets.add_command(shapes_command)
+    datasets.add_command(status_command)
     return datasets
 
 
@@ -96,6 +98,9 @@ def shapes_command(
             progress=lambda n: bar.advance(task, n),
         )
     seconds = time.perf_counter() - start
+    from microvlm_datasets.shapes.tokenizer import write_tokenizer
+
+    tokenizer = write_tokenizer(out)
     table = Table("split", "images", "captions", "questions", "expressions", "conversations", "shards")
     for split, n in manifest["splits"].items():
         table.add_row(
@@ -109,3 +114,85 @@ def shapes_command(
     rate = total / seconds * 60 if seconds > 0 else float("inf")
     click.echo(f"wrote {total} images ({image_size} px, seed {seed}) to {out} in {seconds:.1f} s")
     click.echo(f"throughput: {rate:,.0f} images/min")
+    click.echo(f"tokenizer trained on its texts: {tokenizer}")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "(above)"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+@click.command("status")
+@click.option(
+    "--root",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data root holding coco/, vqa/, refcoco/, ... (or a folder written by `microvlm datasets shapes`).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def status_command(root: Path, as_json: bool) -> None:
+    """Which datasets are on disk under ROOT: splits, samples, images, missing files, failures, disk use.
+
+    \b
+    Each dataset is looked for in its conventional folder: coco/, flickr30k/, vqa/, okvqa/,
+    aokvqa/, gqa/, ocrvqa/, refcoco/, refcoco_plus/, refcocog/, llava/ (images in coco/),
+    cc3m/, laion_coco/, sbu/ (img2dataset shards) and shapes/.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from microvlm_datasets.status import status
+
+    report = status(root)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"datasets under {root}" + (" (a shapes set)" if report["kind"] == "shapes" else ""))
+    for column in ("dataset", "split", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("samples", "images", "missing", "skipped", "failed dl", "disk"):
+        table.add_column(column, justify="right", no_wrap=column != "skipped")
+    present = 0
+    notes = []
+    for entry in report["datasets"]:
+        if not entry["present"]:
+            table.add_row(entry["name"], "", "absent", *[""] * 6, style="dim")
+            continue
+        present += any(row["status"] == "present" for row in entry["splits"])
+        for k, row in enumerate(entry["splits"] or [{"split": "", "status": "empty"}]):
+            state = row["status"]
+            numbers = ["", "", "", "", ""]
+            if state == "present":
+                skipped = ", ".join(f"{r} {n}" for r, n in row["skipped"].items()) or "0"
+                numbers = [
+                    f"{row['samples']:,}",
+                    f"{row['images']:,}",
+                    f"{row['missing_images']:,}",
+                    skipped,
+                    f"{row['download_failures']:,}",
+                ]
+            elif row.get("error"):
+                notes.append((state, f"{entry['name']} {row['split']}: {row['error']}"))
+            colour = {"present": "green", "error": "red"}.get(state, "yellow")
+            table.add_row(
+                entry["name"] if k == 0 else "",
+                row["split"],
+                f"[{colour}]{state}[/{colour}]",
+                *numbers,
+                _size(entry["disk_bytes"]) if k == 0 else "",
+            )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))  # piped: do not squeeze the columns
+    console.print(table)
+    for state, note in notes:
+        console.print(f"[{'red' if state == 'error' else 'yellow'}]{state}[/]: {note}", highlight=False)
+    click.echo(f"{present} of {len(report['datasets'])} datasets present under {root}")

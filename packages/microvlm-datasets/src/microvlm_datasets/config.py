@@ -195,6 +195,9 @@ class WebDatasetConfig:
     image_exts: tuple[str, ...] = attrs.field(  # member extensions tried for the image, in order
         default=("jpg", "jpeg", "png", "webp"), validator=_non_empty_items
     )
+    index_workers: int = attrs.field(  # processes reading shard headers in parallel; 0 = one per CPU (max 16)
+        default=0, validator=attrs.validators.ge(0)
+    )
 
 
 @attrs.frozen
@@ -230,3 +233,11 @@ class ShapesConfig:
     root: str = _root("data/shapes")  # the --out folder of `microvlm datasets shapes`
     split: Split = "train"  # which split to read
     view: ShapesView = "caption"  # caption = coco_caption, vqa = vqav2, grounding = refcoco, ...
+    # Write the set into root first when root has none (what `microvlm datasets shapes`
+    # would write with these settings); the offline demo relies on it.
+    generate: bool = False
+    n_train: int = attrs.field(default=5000, validator=attrs.validators.ge(0))  # images, with generate
+    n_val: int = attrs.field(default=500, validator=attrs.validators.ge(0))  # images, with generate
+    n_test: int = attrs.field(default=500, validator=attrs.validators.ge(0))  # images, with generate
+    image_size: int = attrs.field(default=128, validator=attrs.validators.ge(16))  # pixels, with generate
+    seed: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # generator seed, with generate

@@ -14,32 +14,101 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from microvlm.errors import MicroVLMError
+
 if TYPE_CHECKING:
     from PIL import Image
+
+#: Why an image could not be read (:attr:`ImageError.reason`).
+ImageProblem = Literal["missing", "truncated", "not_image", "unreadable"]
+
+
+class ImageError(MicroVLMError, OSError):
+    """An image that cannot be read; the message names the file (and the tar member).
+
+    ``reason``: ``"missing"`` (no such file), ``"truncated"`` (the file or tar member ends
+    early), ``"not_image"`` (no image format PIL knows) or ``"unreadable"`` (another I/O or
+    decoding error). Training skips such images and counts them by reason.
+    """
+
+    def __init__(self, message: str, reason: ImageProblem = "unreadable", where: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # one of ImageProblem
+        self.where = where  # ImageRef.where of the image
 
 
 @attrs.frozen
 class ImageRef:
-    """Where a sample's image is: a file path, or the encoded bytes (web shards)."""
+    """Where a sample's image is: a file, a member of a tar file (web shards), or inline bytes.
 
-    path: str = ""  # file on disk; "" when the bytes are inline
-    data: bytes = attrs.field(default=b"", repr=False, eq=False)  # encoded image (JPEG/PNG) from a shard
+    A web-shard image is referenced, not held: ``path`` is the tar file, ``member`` the image's
+    name in it, and ``offset``/``length`` where its bytes are (``TarInfo.offset_data`` and
+    ``size``), so :meth:`open` reads just those bytes with one seek and an index of millions
+    of shard samples stays small.
+    """
+
+    path: str = ""  # image file on disk, or the tar file when member is set; "" when the bytes are inline
+    data: bytes = attrs.field(default=b"", repr=False, eq=False)  # encoded image (JPEG/PNG) held in memory
     size: tuple[int, int] | None = None  # (width, height) in pixels, when the annotation says
+    member: str = ""  # name of the image inside the tar file at path (e.g. "000010042.jpg"); "" = none
+    offset: int = 0  # byte offset of the member's data in the tar file
+    length: int = 0  # byte length of the member's data
 
     def __attrs_post_init__(self) -> None:
         if not self.path and not self.data:
             raise ValueError("ImageRef needs a path or encoded bytes")
+        if self.member and (not self.path or self.offset < 0 or self.length < 0):
+            raise ValueError(
+                f"ImageRef of tar member {self.member!r} needs the tar path, offset >= 0, length >= 0"
+            )
+
+    @property
+    def where(self) -> str:
+        """The image's location for messages: ``path``, ``path[member]`` or ``<N inline bytes>``."""
+        if self.data:
+            return f"<{len(self.data)} inline bytes>"
+        return f"{self.path}[{self.member}]" if self.member else self.path
+
+    def read_bytes(self) -> bytes:
+        """The encoded image: the inline bytes, the tar member's bytes, or the whole file."""
+        if self.data:
+            return self.data
+        try:
+            with open(self.path, "rb") as f:
+                if not self.member:
+                    return f.read()
+                f.seek(self.offset)
+                data = f.read(self.length)
+        except FileNotFoundError as exc:
+            raise ImageError(f"cannot read image {self.where}: no such file", "missing", self.where) from exc
+        except OSError as exc:
+            raise ImageError(f"cannot read image {self.where}: {exc}", "unreadable", self.where) from exc
+        if len(data) < self.length:
+            raise ImageError(
+                f"cannot read image {self.where}: the tar file ends {self.length - len(data)} bytes "
+                f"into the member's {self.length}",
+                "truncated",
+                self.where,
+            )
+        return data
 
     def open(self) -> Image.Image:
-        """Decode to an RGB PIL image; errors name the file."""
+        """Decode to an RGB PIL image; raises :class:`ImageError` naming the file and the reason."""
         from PIL import Image, UnidentifiedImageError
 
+        source: Any = io.BytesIO(self.read_bytes()) if self.data or self.member else self.path
         try:
-            image = Image.open(io.BytesIO(self.data) if self.data else self.path)
-            return image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            where = self.path or f"<{len(self.data)} inline bytes>"
-            raise OSError(f"cannot read image {where}: {exc}") from exc
+            with Image.open(source) as image:
+                return image.convert("RGB")
+        except FileNotFoundError as exc:
+            raise ImageError(f"cannot read image {self.where}: no such file", "missing", self.where) from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError(
+                f"cannot read image {self.where}: not an image (no format PIL knows)", "not_image", self.where
+            ) from exc
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            reason: ImageProblem = "truncated" if "truncated" in str(exc).lower() else "unreadable"
+            raise ImageError(f"cannot read image {self.where}: {exc}", reason, self.where) from exc
 
 
 @attrs.frozen

@@ -4,14 +4,35 @@ Each entry pairs a dataset builder with a task. An epoch's order is a list of
 ``(entry, sample index)`` drawn from the entries in proportion to their weights and
 shuffled with a generator seeded by ``(seed, epoch)``: the same recipe gives the same
 order, and a position ``(epoch, step)`` is all that resuming needs. Images are decoded and
-examples built in DataLoader workers, each with an RNG seeded by ``(seed, epoch, index)``,
-so the result does not depend on the number of workers or processes.
+examples built in DataLoader workers, each item with RNGs seeded by ``(seed, epoch, index)``
+(Python's for the task, torch's for random image transforms), so the result does not depend
+on the number of workers or processes.
+
+Every dataset is indexed, web shards included: a builder that supports ``len()`` and
+``builder[i]`` is used as it is (web shards keep an index of where each image's bytes are in
+its tar, not the bytes), any other is read into a list once. That is what makes the order a
+pure function of the seed and resuming exact, which a streaming pipeline with shuffle buffers
+cannot give.
+
+**Bad data.** A sample whose image is missing, truncated or not an image, or whose record
+cannot be made into an example, is skipped: :class:`EpochDataset` takes in its place a sample
+of the same dataset drawn by a generator seeded with the bad sample's index, so batches keep
+their size (every DDP rank runs the same steps) and skipping is a pure function of the data —
+a resumed run skips exactly what the uninterrupted one did. Each skip travels with its batch
+(:attr:`Batch.bad`) to the main process, where :class:`BadDataMonitor` counts skips by dataset
+and reason, logs them at the end of an epoch, and stops the run with a
+:class:`~microvlm.errors.MicroVLMError` naming the dataset and examples of the bad files when a
+dataset's share of bad samples exceeds ``run.max_bad_fraction``. Records a builder left out
+while loading (e.g. a damaged web shard) count too.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Iterator, Sequence
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -19,8 +40,14 @@ import torch
 
 from microvlm.config import DataConfig
 from microvlm.data import Example, Sample
+from microvlm.data.samples import ImageError
 from microvlm.errors import MicroVLMError
 from microvlm.models.text import TextBatch, collate_text
+
+logger = logging.getLogger(__name__)
+
+MAX_REPLACEMENTS = 16  # samples tried in place of a bad one before the dataset is declared unreadable
+MAX_EXAMPLES = 5  # bad files named per dataset in logs and errors
 
 
 @attrs.frozen
@@ -31,25 +58,65 @@ class Source:
     samples: Sequence[Sample]
     task: Any
     weight: float
+    skipped: Mapping[str, int] = attrs.field(factory=dict)  # reason -> records left out while loading
+    skipped_examples: tuple[str, ...] = ()  # where some of them are
+
+
+class _Head(Sequence[Sample]):
+    """The first ``n`` samples of an indexable builder, without copying them."""
+
+    def __init__(self, samples: Sequence[Sample], n: int) -> None:
+        self.samples = samples
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(f"sample {i} out of range ({self.n} samples)")
+        return self.samples[i % self.n]
+
+
+def _indexable(builder: Any) -> bool:
+    indexable = hasattr(builder, "__len__") and hasattr(builder, "__getitem__")
+    return indexable and not isinstance(builder, Mapping)
 
 
 def build_sources(entries: Sequence[DataConfig], plugins: Any, limit: int = 0) -> list[Source]:
-    """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each."""
+    """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each.
+
+    An indexable builder (``len`` and ``builder[i]``) is kept as the sample sequence; any
+    other is read into a list.
+    """
     sources = []
     for entry in entries:
         builder = plugins.build("dataset", entry.dataset.name, entry.dataset.config)
-        samples: list[Sample] = []
-        for sample in builder:
-            samples.append(sample)
-            if limit and len(samples) >= limit:
-                break
+        samples: Sequence[Sample]
+        if _indexable(builder):
+            n = len(builder)  # loads the annotations / indexes the shards, here, before workers fork
+            samples = _Head(builder, min(n, limit)) if limit and limit < n else builder
+        else:
+            materialised: list[Sample] = []
+            for sample in builder:
+                materialised.append(sample)
+                if limit and len(materialised) >= limit:
+                    break
+            samples = materialised
         name = f"{entry.dataset.name}/{entry.task.name}"
-        if not samples:
+        skipped = dict(getattr(builder, "skipped", {}) or {})
+        examples = tuple(
+            where for found in (getattr(builder, "skipped_examples", {}) or {}).values() for where in found
+        )[:MAX_EXAMPLES]
+        if not len(samples):
+            unreadable = f" ({_reasons(skipped)} left out, e.g. {examples[0]})" if examples else ""
             raise MicroVLMError(
-                f"data entry {name}: the dataset yielded no samples; check its root and split"
+                f"data entry {name}: the dataset yielded no samples{unreadable}; check its root and split"
             )
         task = plugins.build("task", entry.task.name, entry.task.config)
-        sources.append(Source(name, samples, task, entry.weight))
+        sources.append(Source(name, samples, task, entry.weight, skipped, examples))
     return sources
 
 
@@ -74,8 +141,44 @@ def epoch_order(sources: Sequence[Source], epoch: int, seed: int) -> list[tuple[
     return order
 
 
+# -------------------------------------------------------------------------------------
+# Items and batches
+# -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BadItem:
+    """A sample that could not be made into a training item (it was replaced, see the module doc)."""
+
+    source: int  # index of its Source
+    index: int  # its index in the source's samples
+    reason: str  # "missing" | "truncated" | "not_image" | "unreadable" (the image) | "malformed" (the record)
+    where: str  # the image file (``shard.tar[member]`` for web shards) or the sample id
+    message: str  # the error, for logs
+
+
+@attrs.frozen
+class Item:
+    """One position of the epoch: the image tensor, the example, and the skip it replaced, if any."""
+
+    image: torch.Tensor  # (3, H, W)
+    example: Example
+    source: int  # index of the Source the row comes from
+    bad: BadItem | None = None  # the sample at this position, when it was bad and replaced
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, where: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.where, self.message = reason, where, message
+
+
+def _seed(*parts: Any) -> int:
+    return zlib.crc32(":".join(map(str, parts)).encode())
+
+
 class EpochDataset(torch.utils.data.Dataset):
-    """Map-style view of one epoch's order: item ``j`` -> image tensor + training example."""
+    """Map-style view of one epoch's order: item ``j`` -> :class:`Item` (image tensor + example)."""
 
     def __init__(
         self,
@@ -96,13 +199,63 @@ class EpochDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, j: int) -> tuple[torch.Tensor, Example]:
+    def __getitem__(self, j: int) -> Item:
         k, i = self.order[j]
+        try:
+            image, example = self._make(k, i, j)
+            return Item(image, example, k)
+        except _Bad as exc:
+            bad = BadItem(k, i, exc.reason, exc.where, exc.message)
         source = self.sources[k]
-        sample = source.samples[i]
+        probe = random.Random(f"replace:{k}:{i}")  # a function of the bad sample only
+        for _ in range(MAX_REPLACEMENTS):
+            try:
+                image, example = self._make(k, probe.randrange(len(source.samples)), j)
+                return Item(image, example, k, bad)
+            except _Bad:
+                continue
+        raise MicroVLMError(
+            f"{source.name}: sample {i} and {MAX_REPLACEMENTS} others drawn in its place are all "
+            f"unreadable; first: {bad.where}: {bad.message}. Check the dataset's files and its "
+            f"pairing with the task."
+        )
+
+    def _make(self, k: int, i: int, j: int) -> tuple[torch.Tensor, Example]:
+        """Sample ``i`` of source ``k`` made for position ``j``; a bad sample raises :class:`_Bad`."""
+        source = self.sources[k]
+        try:
+            sample = source.samples[i]
+        except (MicroVLMError, ValueError, KeyError, TypeError) as exc:  # a record the builder cannot type
+            raise _Bad("malformed", f"{source.name} sample {i}", str(exc)) from exc
         rng = random.Random(f"{self.seed}:{self.epoch}:{j}")
-        example = source.task.example(sample, rng, self.tokenizer)
-        return self.processor(sample.image.open()), example
+        try:
+            example = source.task.example(sample, rng, self.tokenizer)
+            image = sample.image.open()
+        except ImageError as exc:
+            raise _Bad(exc.reason, exc.where or sample.image.where, str(exc)) from exc
+        except OSError as exc:
+            raise _Bad("unreadable", sample.image.where, str(exc)) from exc
+        except (MicroVLMError, ValueError, KeyError, TypeError) as exc:  # the task cannot use the record
+            raise _Bad("malformed", f"{sample.dataset or source.name} {sample.id}", str(exc)) from exc
+        # Random transforms draw from the CPU generator, seeded per item (not per worker) and
+        # restored after, so the caller's stream is untouched (torch.manual_seed would also
+        # reseed CUDA's generators, which fork_rng(devices=[]) does not restore).
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(_seed(self.seed, self.epoch, j))
+            return self.processor(image), example
+
+
+@attrs.define
+class Batch:
+    """A collated micro-batch. Unpacks as ``images, text = batch``, as the pair it extends."""
+
+    images: torch.Tensor  # (B, 3, H, W)
+    text: TextBatch
+    sources: tuple[int, ...]  # source index of each row
+    bad: tuple[BadItem, ...] = ()  # samples of this batch's positions that were skipped and replaced
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.images, self.text))
 
 
 class Collate:
@@ -112,9 +265,144 @@ class Collate:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
-    def __call__(self, items: Sequence[tuple[torch.Tensor, Example]]) -> tuple[torch.Tensor, TextBatch]:
-        images = torch.stack([image for image, _ in items])  # (B, 3, H, W)
-        return images, collate_text([e for _, e in items], self.tokenizer, self.max_tokens)
+    def __call__(self, items: Sequence[Item]) -> Batch:
+        images = torch.stack([item.image for item in items])  # (B, 3, H, W)
+        text = collate_text([item.example for item in items], self.tokenizer, self.max_tokens)
+        return Batch(
+            images,
+            text,
+            tuple(item.source for item in items),
+            tuple(item.bad for item in items if item.bad is not None),
+        )
+
+
+# -------------------------------------------------------------------------------------
+# Counting bad data
+# -------------------------------------------------------------------------------------
+
+
+class BadDataMonitor:
+    """Counts skipped samples per dataset and reason in the main process; stops a run with too many.
+
+    The runner calls :meth:`update` with every batch, :meth:`end_epoch` after the last batch of an
+    epoch (it logs the counts and returns them as metrics), and may save :meth:`state_dict` in its
+    checkpoints so that a resumed epoch's counts include the part before the interruption.
+
+    A dataset is over the limit when more than ``max_fraction`` of its samples read so far were
+    bad — checked once it has ``min_seen`` samples in the epoch, and at the end of every epoch.
+    Records its builder left out while loading are checked once, at construction, against the
+    samples it kept.
+    """
+
+    def __init__(self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000) -> None:
+        self.names = [s.name for s in sources]
+        self.max_fraction = max_fraction
+        self.min_seen = min_seen
+        self.seen = [0] * len(sources)  # items of each source this epoch
+        self.reasons: list[Counter[str]] = [Counter() for _ in sources]  # this epoch
+        self.examples: list[list[str]] = [[] for _ in sources]  # "where (reason)", this epoch
+        self.total: Counter[str] = Counter()  # reason -> skips in the whole run
+        for source in sources:
+            skipped = sum(source.skipped.values())
+            if skipped:
+                kept = len(source.samples)
+                logger.warning(
+                    "%s: %d records left out while loading (%s), %d kept",
+                    source.name,
+                    skipped,
+                    _reasons(source.skipped),
+                    kept,
+                )
+                if skipped / (kept + skipped) > max_fraction:
+                    raise MicroVLMError(
+                        f"{source.name}: {skipped} of {kept + skipped} records could not be read "
+                        f"({_reasons(source.skipped)}), more than run.max_bad_fraction = "
+                        f"{max_fraction:g}. Examples: {'; '.join(source.skipped_examples)}. Repair or "
+                        f"re-download these files, or raise run.max_bad_fraction."
+                    )
+
+    def update(self, batch: Batch) -> None:
+        """Count a batch's rows and skips; raises when a dataset is over the limit."""
+        for k in batch.sources:
+            self.seen[k] += 1
+        touched = set()
+        for bad in batch.bad:
+            self.reasons[bad.source][bad.reason] += 1
+            self.total[bad.reason] += 1
+            if len(self.examples[bad.source]) < MAX_EXAMPLES:
+                self.examples[bad.source].append(f"{bad.where} ({bad.reason})")
+            touched.add(bad.source)
+        for k in touched:
+            if self.seen[k] >= self.min_seen:
+                self._check(k)
+
+    def _check(self, k: int) -> None:
+        bad = sum(self.reasons[k].values())
+        if self.seen[k] and bad / self.seen[k] > self.max_fraction:
+            raise MicroVLMError(
+                f"{self.names[k]}: {bad} of {self.seen[k]} samples read this epoch were skipped "
+                f"({_reasons(self.reasons[k])}), more than run.max_bad_fraction = {self.max_fraction:g}. "
+                f"Examples: {'; '.join(self.examples[k])}. Repair or re-download these files, or raise "
+                f"run.max_bad_fraction."
+            )
+
+    def metrics(self) -> dict[str, float]:
+        """This epoch's counts: ``data/skipped``, ``data/skipped/<reason>``, ``data/skipped_fraction``."""
+        epoch: Counter[str] = Counter()
+        for reasons in self.reasons:
+            epoch.update(reasons)
+        seen = sum(self.seen)
+        out = {"data/skipped": float(sum(epoch.values()))}
+        out.update({f"data/skipped/{reason}": float(n) for reason, n in sorted(epoch.items())})
+        out["data/skipped_fraction"] = out["data/skipped"] / seen if seen else 0.0
+        return out
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Log the epoch's counts, check every dataset against the limit, reset; returns :meth:`metrics`."""
+        metrics = self.metrics()
+        for k, name in enumerate(self.names):
+            bad = sum(self.reasons[k].values())
+            if bad:
+                logger.warning(
+                    "epoch %d: %s: skipped %d of %d samples (%s); e.g. %s",
+                    epoch,
+                    name,
+                    bad,
+                    self.seen[k],
+                    _reasons(self.reasons[k]),
+                    "; ".join(self.examples[k]),
+                )
+            self._check(k)
+        if not metrics["data/skipped"]:
+            logger.info("epoch %d: no bad samples", epoch)
+        self.seen = [0] * len(self.names)
+        self.reasons = [Counter() for _ in self.names]
+        self.examples = [[] for _ in self.names]
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts (JSON-serialisable), for a checkpoint."""
+        return {
+            "seen": list(self.seen),
+            "reasons": [dict(r) for r in self.reasons],
+            "examples": [list(e) for e in self.examples],
+            "total": dict(self.total),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if len(state["seen"]) != len(self.names):
+            raise MicroVLMError(
+                f"bad-data counts in the checkpoint are for {len(state['seen'])} data entries, "
+                f"the recipe has {len(self.names)}"
+            )
+        self.seen = list(state["seen"])
+        self.reasons = [Counter(r) for r in state["reasons"]]
+        self.examples = [list(e) for e in state["examples"]]
+        self.total = Counter(state["total"])
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 class StepSampler(torch.utils.data.Sampler[list[int]]):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 SHAPES_HINT = "microvlm datasets shapes --out DIR"
+MAX_EXAMPLES = 5  # examples kept per reason of a skipped record
 
 
 class MissingDataError(MicroVLMError, FileNotFoundError):
@@ -100,6 +102,23 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
+def integer(value: Any, where: str) -> int:
+    """``value`` as an int (ints and digit strings, as ids come); else an error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MalformedDataError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise MalformedDataError(f"{where}: expected an integer, got {value!r}") from None
+
+
+def number(value: Any, where: str) -> float:
+    """``value`` as a float (JSON numbers only); else an error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedDataError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def get(record: Any, key: str, where: str) -> Any:
     """``record[key]``; a missing key (or a record that is not an object) names ``where``."""
     if not isinstance(record, Mapping):
@@ -120,7 +139,16 @@ class RecordBuilder(abc.ABC, Generic[R]):
     def __init__(self, name: str, root: str | Path) -> None:
         self.name = name  # registered name, written into each sample's ``dataset``
         self.root = Path(root)
-        self._records: list[R] | None = None
+        self._records: Sequence[R] | None = None
+        self.skipped: Counter[str] = Counter()  # reason -> records skipped while loading
+        self.skipped_examples: dict[str, list[str]] = {}  # reason -> the first few, where they are
+
+    def skip(self, reason: str, where: str) -> None:
+        """Count a record left out while loading (``reason``: ``malformed``, ``bad_shard``, ...)."""
+        self.skipped[reason] += 1
+        examples = self.skipped_examples.setdefault(reason, [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(where)
 
     @abc.abstractmethod
     def _load(self) -> list[R]:
@@ -130,10 +158,24 @@ class RecordBuilder(abc.ABC, Generic[R]):
     def _sample(self, record: R) -> Sample:
         """One record as a typed sample."""
 
-    def records(self) -> list[R]:
+    def records(self) -> Sequence[R]:
         if self._records is None:
-            self._records = self._load()
+            try:
+                self._records = self._load()
+            except MicroVLMError:
+                raise
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
+                raise MalformedDataError(
+                    f"{self.name}: cannot read the annotations under {self.root}: {type(exc).__name__}: {exc}"
+                ) from exc
             logger.info("%s: %d samples from %s", self.name, len(self._records), self.root)
+            if self.skipped:
+                logger.warning(
+                    "%s: skipped %s while loading (e.g. %s)",
+                    self.name,
+                    ", ".join(f"{n} {reason}" for reason, n in self.skipped.items()),
+                    next(iter(self.skipped_examples.values()))[0],
+                )
         return self._records
 
     def __len__(self) -> int:

@@ -29,6 +29,7 @@ from microvlm_datasets.builders.base import (
     expect,
     find_file,
     get,
+    integer,
     missing,
     read_json,
 )
@@ -114,7 +115,7 @@ class CocoCaptions(CaptionBuilder):
             at = f"{where}: images[{i}]"
             if get(image, "split", at) not in wanted:
                 continue
-            image_id = int(get(image, "cocoid", at))
+            image_id = integer(get(image, "cocoid", at), f"{at}.cocoid")
             path = self.images.path(str(get(image, "filepath", at)), image_id)
             meta = {"image_id": image_id, "split": image["split"], "filename": image.get("filename", "")}
             records.append((str(image_id), path, _karpathy_captions(image, at), None, meta))

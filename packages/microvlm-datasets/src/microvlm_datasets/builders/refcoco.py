@@ -31,7 +31,9 @@ from microvlm_datasets.builders.base import (
     RecordBuilder,
     expect,
     get,
+    integer,
     missing,
+    number,
     read_jsonl,
 )
 from microvlm_datasets.builders.coco_images import CocoImages
@@ -76,7 +78,7 @@ def row_sentences(row: Any, where: str) -> list[tuple[str, Any]]:
 def _image_size(row: Any, where: str) -> tuple[int, int] | None:
     info = _maybe_json(row.get("raw_image_info") or row.get("image_info"), f"{where}.raw_image_info")
     if isinstance(info, dict) and "width" in info and "height" in info:
-        return int(info["width"]), int(info["height"])
+        return integer(info["width"], f"{where}.width"), integer(info["height"], f"{where}.height")
     return None
 
 
@@ -121,12 +123,13 @@ class RefCoco(RecordBuilder[RefRecord]):
         for i, row in enumerate(rows):
             at = f"{where}: row {i + 1}"
             bbox = expect(get(row, "bbox", at), list, f"{at}.bbox")
-            if len(bbox) != 4 or bbox[2] < 0 or bbox[3] < 0:
-                raise MalformedDataError(
-                    f"{at}.bbox: expected [x, y, width, height] with width, height >= 0, got {bbox}"
-                )
-            box = (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3]))
-            image_id = int(get(row, "image_id", at))
+            if len(bbox) != 4:
+                raise MalformedDataError(f"{at}.bbox: expected [x, y, width, height], got {bbox}")
+            x, y, w, h = (number(v, f"{at}.bbox[{k}]") for k, v in enumerate(bbox))
+            if w < 0 or h < 0:
+                raise MalformedDataError(f"{at}.bbox: width and height must be >= 0, got {bbox}")
+            box = (x, y, w, h)
+            image_id = integer(get(row, "image_id", at), f"{at}.image_id")
             ref_id = get(row, "ref_id", at)
             meta = {
                 "ref_id": ref_id,

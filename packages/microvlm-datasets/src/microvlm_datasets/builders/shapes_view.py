@@ -32,6 +32,8 @@ from microvlm_datasets.shapes import layout
 def build_shapes(config: ShapesConfig, name: str = "shapes") -> Any:
     """The builder of ``config.view`` over the shapes folder ``config.root``."""
     out, split = Path(config.root), config.split
+    if not (out / layout.MANIFEST).is_file() and config.generate:
+        _generate(config)
     if not (out / layout.MANIFEST).is_file():
         raise missing(name, out / layout.MANIFEST, "shapes set (its manifest)")
     coco = str(layout.coco_dir(out))
@@ -50,3 +52,24 @@ def build_shapes(config: ShapesConfig, name: str = "shapes") -> Any:
             name,
         )
     return WebShards(WebDatasetConfig(root=str(layout.shards_root(out)), split=split), name)
+
+
+def _generate(config: ShapesConfig) -> None:
+    """Write the set (and its tokenizer) into ``config.root``, through a temporary folder so
+    that an interrupted generation never leaves a half-written set that looks complete."""
+    import logging
+    import os
+    import shutil
+
+    from microvlm_datasets.shapes.generate import generate
+    from microvlm_datasets.shapes.tokenizer import write_tokenizer
+
+    out = Path(config.root)
+    logging.getLogger(__name__).warning("generating the shapes set into %s", out)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate(tmp, config.n_train, config.n_val, config.n_test, config.image_size, config.seed)
+    write_tokenizer(tmp)
+    if out.exists() and not any(out.iterdir()):
+        out.rmdir()
+    tmp.rename(out)

@@ -30,6 +30,7 @@ from microvlm_datasets.builders.base import (
     expect,
     find_file,
     get,
+    integer,
     read_json,
 )
 from microvlm_datasets.builders.coco_images import CocoImages
@@ -121,7 +122,7 @@ class VQAv2(RecordBuilder[VQARecord]):
                 raise MalformedDataError(
                     f"{self.annotations_file}: no annotation for question_id {qid} of {where}"
                 )
-            image_id = int(get(q, "image_id", at))
+            image_id = integer(get(q, "image_id", at), f"{at}.image_id")
             meta["image_id"] = image_id
             records.append((str(qid), image_id, str(get(q, "question", at)), given, answer_type, meta))
         return records
@@ -182,7 +183,7 @@ class AOKVQA(RecordBuilder[AOKVQARecord]):
             records.append(
                 (
                     str(meta["question_id"]),
-                    int(meta["image_id"]),
+                    integer(meta["image_id"], f"{at}.image_id"),
                     str(get(r, "question", at)),
                     choices,
                     direct,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "shapes.json"
-OWNED = ("coco", "vqa", "refcoco", "llava", "shards", MANIFEST)  # what a new generation replaces
+OWNED = ("coco", "vqa", "refcoco", "llava", "shards", "tokenizer", MANIFEST)  # what a new generation replaces
 
 VQA_SUBSETS = {"train": "train2014", "val": "val2014", "test": "test2015"}
 REFCOCO_SPLITS = {"train": "train", "val": "validation", "test": "test"}

@@ -1,0 +1,274 @@
+"""Bad data in training: unreadable images are replaced deterministically, counted by reason,
+reported at the end of an epoch, and stop the run above run.max_bad_fraction."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from microvlm.config import RunConfig
+from microvlm.data import Example, ImageRef, Sample, Segment
+from microvlm.data.samples import ImageError
+from microvlm.errors import MicroVLMError
+from microvlm.train.data import (
+    BadDataMonitor,
+    Batch,
+    Collate,
+    EpochDataset,
+    Source,
+    StepSampler,
+    build_sources,
+)
+
+
+class Task:
+    def example(self, sample: Sample, rng: Any, tokenizer: Any = None) -> Example:
+        if not sample.captions:
+            raise MicroVLMError(f"sample {sample.id} has no captions")
+        return Example((Segment("describe:"), Segment(rng.choice(sample.captions), target=True)))
+
+
+class Processor:
+    def __call__(self, image: Any) -> torch.Tensor:
+        import numpy as np
+
+        pixels = torch.from_numpy(np.asarray(image.resize((4, 4)), dtype=np.float32))  # (4, 4, 3)
+        return pixels.permute(2, 0, 1)  # (4, 4, 3) -> (3, 4, 4)
+
+
+class Tokenizer:
+    pad_token_id = 0
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) % 250 + 1 for c in text]}
+
+
+def _png(colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> list[Sample]:
+    """10 samples: 0 has a missing file, 4 is not an image, 7 a truncated JPEG; the rest are fine."""
+    out = []
+    for i in range(10):
+        path = tmp_path / f"{i}.jpg"
+        data = _png((i * 20, 0, 0), "JPEG")
+        if i == 4:
+            data = b"<html>not found</html>"
+        elif i == 7:
+            data = data[: len(data) // 2]
+        if i != 0:
+            path.write_bytes(data)
+        out.append(Sample(str(i), ImageRef(path=str(path)), "toy", captions=(f"image {i}",)))
+    return out
+
+
+def _dataset(samples: list[Sample], order: list[tuple[int, int]] | None = None) -> EpochDataset:
+    source = Source("toy/caption", samples, Task(), 1.0)
+    order = order or [(0, i) for i in range(len(samples))]
+    return EpochDataset([source], order, Processor(), Tokenizer(), seed=3, epoch=0)
+
+
+def test_image_errors_name_the_file_and_the_reason(tmp_path: Path, samples: list[Sample]) -> None:
+    reasons = {}
+    for i in (0, 4, 7):
+        with pytest.raises(ImageError) as info:
+            samples[i].image.open()
+        assert samples[i].image.path in str(info.value)
+        reasons[i] = info.value.reason
+    assert reasons == {0: "missing", 4: "not_image", 7: "truncated"}
+    tar = tmp_path / "shard.tar"
+    with tarfile.open(tar, "w") as t:
+        info = tarfile.TarInfo("k.png")
+        png = _png((1, 2, 3))
+        info.size = len(png)
+        t.addfile(info, io.BytesIO(png))
+    with tarfile.open(tar) as t:
+        member = t.getmember("k.png")
+    ref = ImageRef(path=str(tar), member="k.png", offset=member.offset_data, length=member.size)
+    assert ref.read_bytes() == png and ref.open().getpixel((0, 0)) == (1, 2, 3) and ref.data == b""
+    beyond = ImageRef(path=str(tar), member="k.png", offset=tar.stat().st_size - 10, length=member.size)
+    with pytest.raises(ImageError, match=r"shard\.tar\[k\.png\]") as info:
+        beyond.open()
+    assert info.value.reason == "truncated"
+
+
+def test_bad_samples_are_replaced_the_same_way_every_time(samples: list[Sample]) -> None:
+    data = _dataset(samples)
+    items = [data[j] for j in range(10)]
+    assert [(j, it.bad.reason) for j, it in enumerate(items) if it.bad] == [
+        (0, "missing"),
+        (4, "not_image"),
+        (7, "truncated"),
+    ]
+    assert items[4].bad.where.endswith("4.jpg") and items[4].bad.index == 4
+    good = [it.image for j, it in enumerate(items) if j not in (0, 4, 7)]
+    assert all(items[j].image.shape == (3, 4, 4) for j in (0, 4, 7))  # a good sample took its place
+    assert any(torch.equal(items[4].image, g) for g in good)
+    again = [data[j] for j in range(10)]
+    assert all(
+        torch.equal(a.image, b.image) and a.example == b.example for a, b in zip(items, again, strict=True)
+    )
+    batch = Collate(Tokenizer(), 32)(items[:5])
+    images, text = batch  # unpacks as the (images, text) pair the loop reads
+    assert isinstance(batch, Batch) and images.shape == (5, 3, 4, 4) and text.input_ids.shape[0] == 5
+    assert [b.reason for b in batch.bad] == ["missing", "not_image"] and batch.sources == (0,) * 5
+
+
+def test_workers_skip_exactly_what_one_process_skips(samples: list[Sample]) -> None:
+    data = _dataset(samples)
+
+    def run(workers: int) -> list[Batch]:
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_sampler=StepSampler(10, 2, start_step=1),
+            collate_fn=Collate(Tokenizer(), 32),
+            num_workers=workers,
+        )
+        return list(loader)
+
+    alone, workers = run(0), run(2)
+    assert len(alone) == 4  # resumed at step 1: positions 2..9
+    assert [b.bad for b in alone] == [b.bad for b in workers]
+    assert [[x.reason for x in b.bad] for b in alone] == [[], ["not_image"], ["truncated"], []]
+    assert all(torch.equal(a.images, w.images) for a, w in zip(alone, workers, strict=True))
+
+
+def test_a_dataset_of_unreadable_files_fails_at_once(samples: list[Sample]) -> None:
+    broken = [
+        Sample(s.id, ImageRef(path=s.image.path + ".gone"), "toy", captions=s.captions) for s in samples
+    ]
+    with pytest.raises(
+        MicroVLMError, match=r"toy/caption: sample 3 and 16 others .* all unreadable.*3\.jpg\.gone"
+    ):
+        _dataset(broken)[3]
+
+
+def test_monitor_stops_the_run_above_the_limit(samples: list[Sample]) -> None:
+    data = _dataset(samples)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.2)  # min_seen 1000: checked at the epoch's end
+    collate = Collate(Tokenizer(), 32)
+    monitor.update(collate([data[j] for j in range(5)]))
+    monitor.update(collate([data[j] for j in range(5, 10)]))
+    with pytest.raises(MicroVLMError) as info:
+        monitor.end_epoch(0)
+    message = str(info.value)
+    assert "toy/caption" in message and "3 of 10" in message and "run.max_bad_fraction = 0.2" in message
+    assert "0.jpg (missing)" in message and "7.jpg (truncated)" in message
+
+
+def test_monitor_raises_as_soon_as_enough_samples_are_seen(samples: list[Sample]) -> None:
+    data = _dataset(samples)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=4)
+    with pytest.raises(MicroVLMError, match="2 of 5 samples"):
+        monitor.update(Collate(Tokenizer(), 32)([data[j] for j in range(5)]))
+
+
+def test_monitor_reports_at_the_end_of_an_epoch_and_restores(
+    samples: list[Sample], caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _dataset(samples)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.5)
+    monitor.update(Collate(Tokenizer(), 32)([data[j] for j in range(10)]))
+    restored = BadDataMonitor(data.sources, max_fraction=0.5)
+    restored.load_state_dict(monitor.state_dict())
+    with caplog.at_level(logging.WARNING, logger="microvlm.train.data"):
+        metrics = restored.end_epoch(0)
+    assert metrics == {
+        "data/skipped": 3.0,
+        "data/skipped/missing": 1.0,
+        "data/skipped/not_image": 1.0,
+        "data/skipped/truncated": 1.0,
+        "data/skipped_fraction": 0.3,
+    }
+    assert "epoch 0: toy/caption: skipped 3 of 10 samples" in caplog.text and "4.jpg" in caplog.text
+    assert restored.metrics()["data/skipped"] == 0.0  # counts start again with the next epoch
+    with pytest.raises(
+        MicroVLMError, match=r"3 of 10 .* = 0\.01"
+    ):  # the same counts at the default limit (1 %) stop the run
+        strict = BadDataMonitor(data.sources)
+        strict.load_state_dict(monitor.state_dict())
+        strict.end_epoch(0)
+
+
+def test_records_left_out_while_loading_count_against_the_limit(samples: list[Sample]) -> None:
+    source = Source("web/pretrain", samples, Task(), 1.0, {"bad_shard": 2}, ("a/00003.tar: truncated",))
+    with pytest.raises(MicroVLMError, match=r"web/pretrain: 2 of 12 records .*a/00003\.tar: truncated"):
+        BadDataMonitor([source], max_fraction=0.1)
+    BadDataMonitor([source], max_fraction=0.2)  # 17 % is within 20 %
+
+
+class IndexedBuilder:
+    """A builder that can be indexed but must not be copied into a list."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self._samples = samples
+        self.skipped = {"malformed": 1}
+        self.skipped_examples = {"malformed": ["ann.json: [3]"]}
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self._samples[i]
+
+    def __iter__(self) -> Any:
+        raise AssertionError("build_sources must index the builder, not copy it")
+
+
+class Plugins:
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+
+    def build(self, kind: str, name: str, config: Any) -> Any:
+        return self.builder if kind == "dataset" else Task()
+
+
+def test_build_sources_indexes_builders_instead_of_copying(samples: list[Sample]) -> None:
+    from microvlm.config import ComponentSpec, DataConfig
+
+    entry = DataConfig(ComponentSpec("toy", None), ComponentSpec("caption", None))
+    plugins = Plugins(IndexedBuilder(samples))
+    (source,) = build_sources([entry], plugins)
+    assert source.samples is plugins.builder and source.skipped == {"malformed": 1}
+    assert source.skipped_examples == ("ann.json: [3]",)
+    (head,) = build_sources([entry], plugins, limit=3)
+    assert len(head.samples) == 3 and [s.id for s in head.samples] == ["0", "1", "2"]
+    with pytest.raises(IndexError):
+        head.samples[3]
+
+
+def test_max_bad_fraction_is_a_run_setting() -> None:
+    assert RunConfig().max_bad_fraction == 0.01
+    assert RunConfig(max_bad_fraction=0.0).max_bad_fraction == 0.0
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        RunConfig(max_bad_fraction=1.5)
+
+
+class NoisyProcessor(Processor):
+    def __call__(self, image: Any) -> torch.Tensor:
+        return super().__call__(image) + torch.rand(3, 4, 4)  # a random transform
+
+
+def test_random_transforms_are_seeded_per_item_and_leave_the_callers_generator(samples: list[Sample]) -> None:
+    source = Source("toy/caption", samples, Task(), 1.0)
+    order = [(0, i) for i in range(10)]
+    data = EpochDataset([source], order, NoisyProcessor(), Tokenizer(), seed=3, epoch=0)
+    state = torch.get_rng_state()
+    forward = [data[j].image for j in range(10)]
+    backward = [data[j].image for j in reversed(range(10))][::-1]  # another visiting order, same items
+    assert all(torch.equal(a, b) for a, b in zip(forward, backward, strict=True))
+    assert torch.equal(torch.get_rng_state(), state)
+    other_epoch = EpochDataset([source], order, NoisyProcessor(), Tokenizer(), seed=3, epoch=1)
+    assert not torch.equal(other_epoch[1].image, forward[1])
