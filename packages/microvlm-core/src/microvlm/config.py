@@ -27,6 +27,11 @@ def _non_negative(_: Any, attribute: attrs.Attribute, value: float) -> None:
         raise FieldValueError(attribute.name, f"must be >= 0, got {value}")
 
 
+def _fraction(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise FieldValueError(attribute.name, f"must be between 0 and 1, got {value}")
+
+
 @attrs.frozen
 class ComponentSpec:
     """A component chosen by name, with its plugin's typed config."""
@@ -58,10 +63,14 @@ class RunConfig:
     gradient_checkpointing: bool = False  # trade compute for activation memory in the LLM
     train: tuple[TrainablePart, ...] = ("bridge", "projection")  # what the optimizer updates
     num_workers: int = attrs.field(default=0, validator=_non_negative)  # DataLoader workers
+    threads: int = attrs.field(default=0, validator=_non_negative)  # torch intra-op threads; 0 = default
     max_text_tokens: int = attrs.field(default=256, validator=_positive)  # prompt+target, per sample
     log_every: int = attrs.field(default=10, validator=_positive)  # steps between metric logs
     save_every: int = attrs.field(default=0, validator=_non_negative)  # steps between checkpoints; 0 = end
     keep_last: int = attrs.field(default=2, validator=_positive)  # step checkpoints kept on disk
+    max_bad_fraction: float = attrs.field(  # share of unreadable samples per dataset that stops the run
+        default=0.01, validator=_fraction
+    )
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ from microvlm.llm.config import HFCausalLMConfig, build_hf_causal_lm
 from microvlm.loggers import ConsoleLogger, ConsoleLoggerConfig, JsonlLogger, JsonlLoggerConfig
 from microvlm.models.qformer_config import QFormerConfig, build_qformer
 from microvlm.plugins import Register
+from microvlm.wandb_logger import WandbLogger, WandbLoggerConfig
 
 
 @hookimpl
@@ -29,3 +30,4 @@ def register_llms(register: Register) -> None:
 def register_loggers(register: Register) -> None:
     register("console", ConsoleLogger, ConsoleLoggerConfig, description="metric lines through logging")
     register("jsonl", JsonlLogger, JsonlLoggerConfig, description="metrics.jsonl in the run folder")
+    register("wandb", WandbLogger, WandbLoggerConfig, description="Weights & Biases (the [wandb] extra)")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from microvlm.cli import model_cmds, plugins_cmd, recipe_cmd
+from microvlm.cli import demo_cmd, info_cmd, model_cmds, plugins_cmd, recipe_cmd
 from microvlm.errors import MicroVLMError
 from microvlm.plugins import BrokenPlugin, Plugins, load_plugins
 
@@ -79,6 +79,8 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
     cli.add_command(recipe_cmd.train_command)
     cli.add_command(model_cmds.eval_command)
     cli.add_command(model_cmds.infer_command)
+    cli.add_command(demo_cmd.demo_command)
+    cli.add_command(info_cmd.model_info_command)
     _add_plugin_commands(cli, plugins)
     return cli
 
@@ -99,9 +101,13 @@ def _configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
     if not root.handlers:
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(show_path=False, show_time=False, rich_tracebacks=False)
+        # Logs go to stderr: stdout carries results (--json output stays parseable).
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, show_time=False, rich_tracebacks=False
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(level)

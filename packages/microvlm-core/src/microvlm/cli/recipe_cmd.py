@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -136,9 +140,16 @@ def _make_run_command(name: str, help: str, hidden: bool = False) -> click.Comma
     @click.option("--use-lora", is_flag=True, help='LoRA adapters on the LLM (model.llm.adapter="lora").')
     @click.option("--use-qlora", is_flag=True, help='4-bit NF4 base + LoRA (model.llm.adapter="qlora").')
     @click.option("--lora-r", type=int, help="LoRA rank (sets model.llm.lora_r; default 64).")
-    @click.pass_obj
+    @click.option(
+        "--nproc",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Train with N processes on this machine (DDP: one per GPU, or gloo on CPU); "
+        "relaunches the command through torchrun. run.batch_size is per process.",
+    )
+    @click.pass_context
     def command(
-        plugins: Plugins,
+        ctx: click.Context,
         recipe: str | None,
         cfg_path: str | None,
         overrides: tuple[str, ...],
@@ -147,19 +158,65 @@ def _make_run_command(name: str, help: str, hidden: bool = False) -> click.Comma
         use_lora: bool,
         use_qlora: bool,
         lora_r: int | None,
+        nproc: int | None,
     ) -> None:
+        plugins: Plugins = ctx.obj
         path = recipe or cfg_path
         if path is None:
             raise click.UsageError("name a recipe, e.g. microvlm run recipes/stage1_alignment.toml")
         extra = collect_overrides(overrides, vision_encoder, use_lora, use_qlora, lora_r)
         loaded = _load(path, plugins, extra)
-        click.echo(f"recipe {path}: {_summary(loaded)}", err=True)
+        launching = nproc is not None and nproc > 1 and not dry_run
+        if not launching and os.environ.get("RANK", "0") == "0":  # once: rank 0 of the workers
+            click.echo(f"recipe {path}: {_summary(loaded)}", err=True)
         if dry_run:
             click.echo(resolved_toml(loaded))
             return
+        if launching:
+            if torchrun_worker():
+                raise click.UsageError("--nproc starts torchrun; this process already runs under it")
+            verbose = ctx.find_root().params.get("verbose", 0)
+            argv = [*(["-" + "v" * verbose] if verbose else []), name, path]
+            argv += [word for o in extra for word in ("--set", o)]
+            launch(nproc, argv)
         dispatch(loaded, plugins)
 
     return command
+
+
+def torchrun_worker() -> bool:
+    """True in a process started by torchrun (``WORLD_SIZE`` set)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m microvlm ARGV``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "microvlm",
+        *argv,
+    ]
+
+
+def launch(nproc: int, argv: list[str]) -> NoReturn:
+    """Replace this process with torchrun running ``microvlm ARGV`` in ``nproc`` processes.
+
+    On POSIX the process is replaced (exec), so signals (SIGTERM from a scheduler, Ctrl-C)
+    reach torchrun, which forwards them to the workers; elsewhere it waits for torchrun and
+    exits with its status.
+    """
+    command = torchrun_command(nproc, argv)
+    click.echo(f"launching {nproc} processes: {' '.join(command[1:])}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(sys.executable, command)
+    sys.exit(subprocess.call(command))  # pragma: no cover - Windows
 
 
 def dispatch(recipe: Recipe | Pipeline, plugins: Plugins) -> None:
@@ -173,7 +230,13 @@ def dispatch(recipe: Recipe | Pipeline, plugins: Plugins) -> None:
             "this microvlm-core has no training runner yet; the recipe is valid "
             "(see it resolved with: microvlm recipe check --print RECIPE)"
         ) from None
-    runner.run(recipe, plugins)
+    final = runner.run(recipe, plugins)
+    results = final.parent / "results.json"
+    if results.is_file():
+        from microvlm.cli.demo_cmd import print_results
+
+        print_results(results)
+    click.echo(f"final checkpoint: {final}", err=True)
 
 
 _RUN_HELP = """Run RECIPE: one training stage, or a pipeline recipe that runs stages in order.

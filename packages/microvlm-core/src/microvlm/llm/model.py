@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from microvlm.errors import MicroVLMError
 from microvlm.llm.config import HFCausalLMConfig
+from microvlm.llm.fused import frozen_head_cross_entropy, use_lean_mlps
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class LanguageModel(nn.Module):
       without computing logits. Position ids default to ``cumsum(attention_mask) - 1``, so a
       left-padded batch gets the same positions as its unpadded rows.
     - ``lm_head(hidden [..., D_l]) -> logits [..., V]``: apply it to the labelled positions only.
+    - ``loss(hidden [M, D_l], labels [M]) -> loss``: ``lm_head`` + mean cross-entropy, without
+      keeping ``[M, V]`` logits for backward when the head is frozen.
     - ``chat_template`` / ``apply_chat_template(messages, **kwargs)``: the tokenizer's.
     - ``trainable_parameters()``: the parameters with ``requires_grad`` (the LoRA matrices
       when an adapter is on, none otherwise); ``num_parameters()`` counts 4-bit weights by
@@ -82,6 +86,7 @@ class LanguageModel(nn.Module):
             raise ValueError("LanguageModel needs a tokenizer or a tokenizer_loader")
         self.model = model
         self.config = config  # the HFCausalLMConfig it was built from
+        use_lean_mlps(self.base_model)  # less activation memory through frozen MLPs, same function
         self.quantization = quantization
         self._tokenizer = tokenizer
         self._tokenizer_loader = tokenizer_loader
@@ -198,6 +203,27 @@ class LanguageModel(nn.Module):
         """Hidden states ``[..., D_l]`` -> logits ``[..., V]`` (the output projection only)."""
         head = self.base_model.get_output_embeddings()
         return head(hidden.to(head.weight.dtype) if head.weight.is_floating_point() else hidden)
+
+    def loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the logits of ``hidden [M, D_l]`` against ``labels [M]``.
+
+        With a frozen floating-point head and a gradient to compute, the logits are made and
+        dropped chunk by chunk (:func:`~microvlm.llm.fused.frozen_head_cross_entropy`): the
+        ``[M, V]`` logits are never kept for backward. Otherwise ``lm_head`` + cross-entropy.
+        """
+        head = self.base_model.get_output_embeddings()
+        weight = head.weight
+        lean = (
+            torch.is_grad_enabled()
+            and hidden.requires_grad
+            and not weight.requires_grad
+            and weight.is_floating_point()
+            and getattr(head, "bias", None) is None
+            and type(head) is nn.Linear
+        )
+        if lean:
+            return frozen_head_cross_entropy(hidden.to(weight.dtype), weight, labels, self.lm_head)
+        return F.cross_entropy(self.lm_head(hidden).float(), labels)
 
     # -- parameters and adapters -------------------------------------------------------
 

@@ -12,18 +12,17 @@ References: BLIP-2 (Li et al., 2023) for the Q-Former bridge; nanoVLM for the la
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from microvlm.config import ModelConfig
-from microvlm.errors import MicroVLMError
 from microvlm.models.projection import Projection
 from microvlm.models.text import IGNORE, left_pad_prompts
 
@@ -47,6 +46,11 @@ class MicroVLM(nn.Module):
     or with the seed's keyword arguments::
 
         model = MicroVLM(vision_encoder="diet_tiny", llm_model="Qwen/Qwen2.5-0.5B", use_lora=True, lora_r=64)
+
+    ``options`` sets any other ``[model]`` value, ``--set`` style: ``options={"encoder.pretrained":
+    "none"}`` builds the encoder with random weights (no download), ``{"bridge.num_layers": 2}``
+    a smaller Q-Former. ``device="meta"`` builds shapes only, without allocating weights
+    (parameter counting; needs an LLM with ``init = "random"``).
     """
 
     def __init__(
@@ -59,25 +63,38 @@ class MicroVLM(nn.Module):
         *,
         config: ModelConfig | None = None,
         plugins: Any = None,
+        options: Mapping[str, Any] | None = None,
+        device: str | None = None,
     ) -> None:
         super().__init__()
         from microvlm.plugins import load_plugins
 
         plugins = load_plugins() if plugins is None else plugins
         if config is None:
-            config = seed_model_config(vision_encoder, llm_model, use_lora, use_qlora, lora_r, plugins)
+            config = seed_model_config(
+                vision_encoder, llm_model, use_lora, use_qlora, lora_r, plugins, options=options
+            )
+        elif options:
+            config = with_options(config, options, plugins)
         self.config = config
-        self.encoder = plugins.build("encoder", config.encoder.name, config.encoder.config)
-        self.bridge = plugins.build(
-            "bridge", config.bridge.name, config.bridge.config, encoder_dim=self.encoder.out_dim
-        )
-        self.llm = plugins.build("llm", config.llm.name, config.llm.config, plugins=plugins)
-        self.projection = Projection.from_config(config.projection, self.bridge.out_dim, self.llm.hidden_size)
+        meta = device == "meta"
+        llm_context = {"device": device} if meta else {}
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            self.encoder = plugins.build("encoder", config.encoder.name, config.encoder.config)
+            self.bridge = plugins.build(
+                "bridge", config.bridge.name, config.bridge.config, encoder_dim=self.encoder.out_dim
+            )
+            self.llm = plugins.build(
+                "llm", config.llm.name, config.llm.config, plugins=plugins, **llm_context
+            )
+            self.projection = Projection.from_config(
+                config.projection, self.bridge.out_dim, self.llm.hidden_size
+            )
 
     @classmethod
-    def from_config(cls, config: ModelConfig, plugins: Any = None) -> MicroVLM:
-        """Build from a validated ``[model]`` config (``recipe.model``)."""
-        return cls(config=config, plugins=plugins)
+    def from_config(cls, config: ModelConfig, plugins: Any = None, device: str | None = None) -> MicroVLM:
+        """Build from a validated ``[model]`` config (``recipe.model``); ``device="meta"``: shapes only."""
+        return cls(config=config, plugins=plugins, device=device)
 
     # -- pieces --------------------------------------------------------------------------
 
@@ -128,7 +145,11 @@ class MicroVLM(nn.Module):
         text = self.llm.embed(input_ids)  # (B, T, D_l)
         embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # (B, Q+T, D_l)
         mask = torch.cat([attention_mask.new_ones(B, Q), attention_mask], dim=1)  # (B, Q+T)
-        hidden = self.llm.hidden_states(embeds, mask).hidden_states  # (B, Q+T, D_l)
+        # Right padding under a causal mask: no real position sees a pad, so the decoder runs
+        # unmasked (SDPA's causal kernel, KV heads not copied per query head, no [B, 1, S, S]
+        # mask) with the same outputs at every real position.
+        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
+        hidden = self.llm.hidden_states(embeds, None if right_padded else mask).hidden_states  # (B, Q+T, D_l)
         if labels is None:
             return VLMOutput(None, 0)
         # The token at text position t is predicted from sequence position Q + t - 1.
@@ -139,18 +160,16 @@ class MicroVLM(nn.Module):
         if n == 0:
             zero = hidden.sum() * 0.0  # keeps the graph connected (DDP) with a zero loss
             return VLMOutput(zero, 0)
-        logits = self.llm.lm_head(picked)  # (M, V)
-        loss = F.cross_entropy(logits.float(), labels[selected])
+        loss = self.llm.loss(picked, labels[selected])  # lm_head on the M rows only, (M, V) logits
         return VLMOutput(loss, n, picked if return_hidden else None)
 
     # -- generation ----------------------------------------------------------------------
 
     def _generation_inputs(
-        self, images: torch.Tensor, prompts: Sequence[str], max_prompt_tokens: int
-    ) -> tuple:
-        tok = self.tokenizer
-        ids, mask = left_pad_prompts(prompts, tok, max_prompt_tokens)  # (B, T), pads first
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[pad][image][prompt]`` embeddings ``[B, Q+T, D_l]`` and mask from left-padded prompts."""
+        ids, mask = ids.to(self.device), mask.to(self.device)  # (B, T), pads first
         image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
         B, Q = image_tokens.shape[:2]
         T = ids.shape[1]
@@ -188,13 +207,13 @@ class MicroVLM(nn.Module):
         :param on_text: called with each new piece of decoded text (batch 1), for the CLI.
         :returns: one decoded string per image, special tokens removed.
         """
-        images = samples["image"].to(self.device)
+        images = samples["image"]
         prompts = samples["prompt"]
         prompts = [prompts] * images.shape[0] if isinstance(prompts, str) else list(prompts)
         if len(prompts) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(prompts)} prompts")
         tok = self.tokenizer
-        embeds, mask = self._generation_inputs(images, prompts, max_prompt_tokens)
+        ids, mask = left_pad_prompts(prompts, tok, max_prompt_tokens)  # (B, T), pads first
         if on_text is not None:
             if streamer is not None or len(prompts) != 1:
                 raise ValueError("on_text streams one sample at a time and replaces streamer")
@@ -208,59 +227,74 @@ class MicroVLM(nn.Module):
         }
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
+        out = self.generate_ids(images, ids, mask, streamer=streamer, **kwargs)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """Generated token ids ``[B, new]`` for left-padded prompt ids ``input_ids [B, T]``.
+
+        The tokenizer-free core of :meth:`generate` (benchmarks feed token ids directly).
+        ``generate_kwargs`` go to transformers' ``generate``: ``max_new_tokens``,
+        ``do_sample``, ``pad_token_id``, ``eos_token_id``, ``streamer``, ...
+        """
         was_training = self.training
         self.eval()
         try:
-            out = self.llm.model.generate(
-                inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, streamer=streamer, **kwargs
+            embeds, mask = self._generation_inputs(images.to(self.device), input_ids, attention_mask)
+            return self.llm.model.generate(
+                inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, **generate_kwargs
             )  # (B, new tokens): only generated ids come back for inputs_embeds
         finally:
             self.train(was_training)
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
     # -- weights -------------------------------------------------------------------------
 
+    def save_pretrained(self, directory: str | Path, weights: str = "trainable") -> Path:
+        """Write the model to ``directory``: ``model.toml``, ``model.safetensors``, the LoRA
+        adapter (peft layout) and the LLM's config and tokenizer files under ``llm/``.
+
+        :param weights: ``"trainable"`` (bridge, projection, LoRA, ...: the frozen base weights
+            load again from where ``model.toml`` says) or ``"all"`` (every tensor: loading needs
+            neither the network nor the base weights).
+        :returns: the directory. The write is atomic; an existing export there is replaced, a
+            directory holding anything else is refused.
+        """
+        from microvlm.models.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, weights)  # type: ignore[arg-type]
+
     @classmethod
     def from_pretrained(cls, path: str | Path, plugins: Any = None, **overrides: Any) -> MicroVLM:
-        """Rebuild a model from a checkpoint directory (``model.toml`` + ``model.safetensors``).
+        """Rebuild a model from a :meth:`save_pretrained` directory or a run's ``checkpoint_final``.
 
-        ``checkpoint_final`` of a training run is such a directory. The base weights of the
-        encoder and the LLM come from where ``model.toml`` says (hub id or local path), the
-        trained weights from ``model.safetensors``. ``overrides`` are ``--set``-style
-        ``{"llm.model": "/local/qwen"}`` replacements in the model table.
+        ``model.toml`` rebuilds the architecture; ``model.safetensors`` holds the weights. An
+        export with all weights rebuilds the LLM from its ``llm/config.json`` (no base weights,
+        no network); the tokenizer comes from ``llm/`` when it is there. ``overrides`` are
+        ``--set``-style ``{"llm.model": "/local/qwen"}`` replacements in the model table.
+        A file whose tensors do not fit raises :class:`MicroVLMError` naming them.
         """
-        import sys
+        from microvlm.models.pretrained import load_pretrained
 
-        from microvlm.plugins import load_plugins
-        from microvlm.recipe import Table, build_model_config, set_path
-        from microvlm.train.checkpoint import resolve_checkpoint
-
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-
-        directory = resolve_checkpoint(path)
-        table_file = directory / "model.toml"
-        if not table_file.is_file():
-            raise MicroVLMError(
-                f"{directory}: no model.toml; this is a step checkpoint, use checkpoint_final"
-            )
-        plugins = load_plugins() if plugins is None else plugins
-        table = Table(tomllib.loads(table_file.read_text())["model"], {}, str(table_file))
-        for key, value in overrides.items():
-            set_path(table, key.split("."), value, origin="override")
-        model = cls.from_config(build_model_config(table.data, plugins, str(table_file)), plugins)
-        model.load_checkpoint(directory)
-        return model.eval()
+        return load_pretrained(cls, path, plugins, overrides)
 
     def load_checkpoint(self, path: str | Path) -> int:
-        """Load trained weights from a checkpoint directory (the seed's ``…/checkpoint_final.pth``
-        resolves to the directory); returns the number of tensors loaded."""
-        from microvlm.train.checkpoint import load_weights
-        from microvlm.train.loop import apply_weights
+        """Load weights from a checkpoint or export directory (the seed's ``…/checkpoint_final.pth``
+        resolves to the directory) into this model; returns the number of tensors loaded.
 
-        return apply_weights(self, load_weights(path), str(path))
+        Names absent from the model and tensors of another shape raise :class:`MicroVLMError`
+        listing them; nothing is loaded then.
+        """
+        from microvlm.models.pretrained import load_model_weights
+        from microvlm.train.checkpoint import load_weights
+
+        return load_model_weights(self, load_weights(path), str(path))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The parameters that train (bridge, projection, LoRA, unfrozen parts), by name."""
@@ -309,9 +343,17 @@ class _CallbackStreamer:
 
 
 def seed_model_config(
-    vision_encoder: str, llm_model: str, use_lora: bool, use_qlora: bool, lora_r: int, plugins: Any
+    vision_encoder: str,
+    llm_model: str,
+    use_lora: bool,
+    use_qlora: bool,
+    lora_r: int,
+    plugins: Any,
+    options: Mapping[str, Any] | None = None,
 ) -> ModelConfig:
-    """The seed's ``MicroVLM(vision_encoder=..., llm_model=..., use_lora=..., lora_r=...)``."""
+    """The seed's ``MicroVLM(vision_encoder=..., llm_model=..., use_lora=..., lora_r=...)``;
+    ``options`` sets other ``[model]`` values (``{"encoder.pretrained": "none"}``)."""
+    from microvlm.models.pretrained import apply_options
     from microvlm.recipe import build_model_config
 
     if use_lora and use_qlora:
@@ -322,4 +364,15 @@ def seed_model_config(
         "bridge": {"name": "qformer"},
         "llm": {"name": "hf_causal_lm", "model": llm_model, "adapter": adapter, "lora_r": lora_r},
     }
-    return build_model_config(section, plugins)
+    apply_options(section, options or {}, "MicroVLM(options=...)")
+    return build_model_config(section, plugins, "MicroVLM(...)")
+
+
+def with_options(config: ModelConfig, options: Mapping[str, Any], plugins: Any) -> ModelConfig:
+    """``config`` with ``--set``-style ``{"bridge.num_layers": 2}`` changes, validated again."""
+    from microvlm.models.pretrained import apply_options, model_table
+    from microvlm.recipe import build_model_config
+
+    table = model_table(config)
+    apply_options(table, options, "MicroVLM(options=...)")
+    return build_model_config(table, plugins, "MicroVLM(options=...)")

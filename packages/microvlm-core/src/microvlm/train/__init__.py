@@ -15,13 +15,37 @@ def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
     """Train a recipe; a pipeline trains its stages in order and returns the last checkpoint.
 
     A pipeline stage whose ``checkpoint_final`` already exists is skipped, so rerunning the
-    pipeline after a failure continues with the stage that did not finish.
+    pipeline after a failure continues with the stage that did not finish. Under ``torchrun``
+    every process calls this; ranks other than 0 log errors only.
     """
+    import time
+
+    from microvlm.train.dist import DistInfo
+    from microvlm.train.final_eval import RESULTS, add_wall_seconds
+
+    start, started_at = time.perf_counter(), time.time()
+    dist = DistInfo.from_env()
+    package_logger = logging.getLogger("microvlm")
+    level = package_logger.level
+    if not dist.is_main:
+        package_logger.setLevel(logging.ERROR)
+    try:
+        final = _run(recipe, plugins, dist, progress)
+    finally:
+        package_logger.setLevel(level)
+    results = final.parent / RESULTS
+    if dist.is_main and results.is_file() and results.stat().st_mtime >= started_at:
+        add_wall_seconds(results, time.perf_counter() - start)  # the whole command, every stage
+    dist.close()
+    return final
+
+
+def _run(recipe: Recipe | Pipeline, plugins: Any, dist: Any, progress: bool) -> Path:
     from microvlm.train.checkpoint import FINAL
     from microvlm.train.loop import train_stage
 
     if isinstance(recipe, Recipe):
-        return train_stage(recipe, plugins, progress=progress)
+        return train_stage(recipe, plugins, dist, progress=progress)
     final = Path()
     for i, stage in enumerate(recipe.stages, 1):
         final = Path(stage.recipe.run.output_dir) / FINAL
@@ -31,7 +55,7 @@ def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
             )
             continue
         logger.warning("stage %d of %d: %s", i, len(recipe.stages), stage.recipe.run.name)
-        final = train_stage(stage.recipe, plugins, progress=progress)
+        final = train_stage(stage.recipe, plugins, dist, progress=progress)
     return final
 
 

@@ -6,11 +6,18 @@ checkpoints every ``save_every`` optimizer steps and ``checkpoint_final`` at the
 Rerunning the same command resumes from the newest checkpoint in ``output_dir`` exactly:
 weights, optimizer, scheduler, RNG states and the position in the data order are restored.
 SIGTERM / Ctrl-C write a checkpoint at the next step boundary, then exit.
+
+Under ``torchrun`` (or ``microvlm run --nproc N``) the trainable parameters are wrapped in
+DDP: each rank takes its slice of every global batch, the loss is weighted so the gradient
+is the mean over all ranks' target tokens (what one process with the whole batch computes),
+and only rank 0 logs and writes checkpoints. Every collective sits at a point all ranks
+reach: a signal on any rank stops all of them at the same step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import random
@@ -24,9 +31,11 @@ import torch
 from microvlm.config import Recipe
 from microvlm.errors import MicroVLMError
 from microvlm.models.vlm import MicroVLM
+from microvlm.models.weights import apply_weights
 from microvlm.train import checkpoint as ckpt
-from microvlm.train.data import Collate, EpochDataset, StepSampler, build_sources, epoch_order
+from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, build_sources, epoch_order
 from microvlm.train.dist import DistInfo
+from microvlm.train.final_eval import final_evaluation
 from microvlm.train.schedule import make_optimizer, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -51,24 +60,24 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def apply_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> int:
-    """Load a subset of parameters by name; unknown names are an error naming the file."""
-    params = dict(model.named_parameters())
-    unknown = sorted(set(weights) - set(params))
-    if unknown:
+def text_token_budget(max_text_tokens: int, num_queries: int, max_positions: int | None) -> int:
+    """Text tokens per sample: ``run.max_text_tokens``, lowered so that the ``Q`` image tokens
+    plus the text fit in the LLM's ``max_position_embeddings`` (when it has one)."""
+    if not max_positions:
+        return max_text_tokens
+    room = max_positions - num_queries
+    if room < 1:
         raise MicroVLMError(
-            f"{source}: {len(unknown)} weights do not belong to this model (e.g. {unknown[:3]}); "
-            "was it trained with a different model configuration?"
+            f"the LLM takes {max_positions} positions but the bridge emits {num_queries} image tokens; "
+            "use fewer queries (model.bridge.num_queries)"
         )
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            if params[name].shape != tensor.shape:
-                expected = tuple(params[name].shape)
-                raise MicroVLMError(
-                    f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {expected}"
-                )
-            params[name].copy_(tensor)
-    return len(weights)
+    return min(max_text_tokens, room)
+
+
+def _max_positions(model: MicroVLM) -> int | None:
+    hf_config = getattr(model.llm, "hf_config", None)
+    value = getattr(hf_config, "max_position_embeddings", None)
+    return int(value) if value else None
 
 
 class _StopFlag:
@@ -99,7 +108,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     """Train one stage; returns the final checkpoint directory."""
     from microvlm.processors import ImageEvalProcessor
     from microvlm.train.reporting import Reporter
-    from microvlm.train.state import RunState
+    from microvlm.train.state import RunState, gather_rank_rng
 
     dist = dist or DistInfo.from_env()
     run = recipe.run
@@ -108,7 +117,13 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     amp = autocast_dtype(run.precision, device)
     torch.manual_seed(run.seed)
     random.seed(run.seed)
+    if run.threads:  # small models on few cores run faster on one thread than on several
+        torch.set_num_threads(run.threads)
 
+    # Data first: a dataset may write itself on first use (the demo's shapes set, with the
+    # tokenizer its language model reads).
+    sources = build_sources(recipe.data, plugins)
+    monitor = BadDataMonitor(sources, run.max_bad_fraction)
     model = MicroVLM.from_config(recipe.model, plugins)
     model.set_trainable(run.train)
     if run.init_from:
@@ -118,7 +133,6 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     tokenizer = model.tokenizer
     tokenizer.padding_side = "right"
 
-    sources = build_sources(recipe.data, plugins)
     processor = ImageEvalProcessor.from_data_config(model.encoder.data_config)
     epoch_len = len(epoch_order(sources, 0, run.seed))
     micro_per_epoch = StepSampler(
@@ -137,15 +151,20 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     scheduler = make_scheduler(optimizer, run.warmup_steps, total_steps, run.min_lr_ratio)
     state = RunState()
     if run.resume:
-        state = RunState.resume(out, model, optimizer, scheduler) or state
-    train_model: torch.nn.Module = model
-    if dist.world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        state = RunState.resume(out, model, optimizer, scheduler, dist) or state
+    train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
     reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)
-    collate = Collate(tokenizer, run.max_text_tokens)
+    max_text = text_token_budget(run.max_text_tokens, model.num_queries, _max_positions(model))
+    if max_text < run.max_text_tokens and dist.is_main:
+        logger.warning(
+            "run.max_text_tokens %d + %d image tokens exceed the LLM's %s positions: texts are cut at %d",
+            run.max_text_tokens,
+            model.num_queries,
+            _max_positions(model),
+            max_text,
+        )
+    collate = Collate(tokenizer, max_text)  # cuts every sequence the same way on every rank
     model.train()
     with _StopFlag() as stop, reporter:
         reporter.start(state.step)
@@ -164,8 +183,11 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 # or a resumed run would be one draw off the uninterrupted one
                 generator=torch.Generator().manual_seed(run.seed * 100_003 + state.epoch),
             )
-            for images, text in loader:
+            for batch in loader:
+                monitor.update(batch)  # counts skipped bad samples; stops above run.max_bad_fraction
+                images, text = batch
                 sync = (state.micro_step + 1) % run.grad_accum_steps == 0
+                weight = _token_weight(text.num_target_tokens, dist)
                 context = train_model.no_sync() if (dist.world > 1 and not sync) else nullcontext()
                 with (
                     context,
@@ -177,7 +199,10 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                         text.attention_mask.to(device),
                         text.labels.to(device),
                     )
-                    (result.loss / run.grad_accum_steps).backward()
+                    loss = result.loss / run.grad_accum_steps
+                    if dist.world > 1:
+                        loss = loss * weight
+                    loss.backward()
                 state.micro_step += 1
                 reporter.accumulate(float(result.loss.detach()), result.num_target_tokens, images.shape[0])
                 if not sync:
@@ -189,32 +214,69 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 state.step += 1
                 reporter.step(state.step, scheduler.get_last_lr()[0], grad_norm)
                 last = state.step >= total_steps
-                if dist.is_main and (
-                    stop.signal is not None or (run.save_every and state.step % run.save_every == 0)
-                ):
-                    state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last)
+                stopping = dist.any(stop.signal is not None)  # all ranks stop at the same step
+                if stopping or (run.save_every and state.step % run.save_every == 0):
+                    rank_rng = gather_rank_rng(dist) if dist.world > 1 else None
+                    if dist.is_main:
+                        state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last, rank_rng)
                 if recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0 and not last:
                     reporter.log_eval(
-                        validation_loss(model, recipe, plugins, processor, device, amp), state.step
+                        validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text),
+                        state.step,
                     )
-                if stop.signal is not None:
+                if stopping:
                     dist.barrier()
-                    raise Interrupted(128 + stop.signal)
+                    raise Interrupted(128 + (stop.signal or signal.SIGTERM))
                 if last:
                     break
             else:
+                reporter.log_eval(monitor.end_epoch(state.epoch), state.step)
                 state.epoch += 1
                 state.micro_step = 0
                 continue
             break
         if recipe.eval.data:
-            reporter.log_eval(validation_loss(model, recipe, plugins, processor, device, amp), state.step)
+            reporter.log_eval(
+                validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text), state.step
+            )
         final = out / ckpt.FINAL
         if dist.is_main:
             state.save_final(final, model, recipe, plugins)
             reporter.finish(out)
+            final_evaluation(model, recipe, plugins, progress=progress)  # results.json
     dist.barrier()
     return final
+
+
+def wrap_ddp(model: MicroVLM, device: torch.device) -> torch.nn.Module:
+    """DDP over the trainable parameters only.
+
+    Frozen parameters (encoder, LLM base, 4-bit weights) are neither all-reduced nor
+    broadcast: every rank built them from the same files and seed. Buffers are not
+    re-broadcast each step either: none of MicroVLM's layers keeps running statistics.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+    # newer torch renames broadcast_buffers (and deprecates the old name)
+    parameters = inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
+    return DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=False,
+        **{no_buffer_sync: False},
+    )
+
+
+def _token_weight(tokens: int, dist: DistInfo) -> float:
+    """Factor on this rank's token-mean loss so that DDP's gradient average equals the mean
+    over every rank's target tokens: ``world * tokens / all tokens`` (1 in one process)."""
+    if dist.world == 1:
+        return 1.0
+    (total,) = dist.sum([tokens])
+    return dist.world * tokens / total if total else 0.0
 
 
 def _clip(model: torch.nn.Module, max_norm: float) -> float:
@@ -234,17 +296,29 @@ def validation_loss(
     processor: Any,
     device: torch.device,
     amp: torch.dtype | None,
+    dist: DistInfo | None = None,
+    max_text_tokens: int = 0,
 ) -> dict[str, float]:
-    """Mean target-token loss on each ``[[eval.data]]`` entry (``eval.max_samples`` each)."""
+    """Mean target-token loss on each ``[[eval.data]]`` entry (``eval.max_samples`` each).
+
+    In a distributed run each rank scores every ``world``-th sample and the sums are added up.
+    """
+    dist = dist or DistInfo()
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
-    collate = Collate(model.tokenizer, recipe.run.max_text_tokens)
+    collate = Collate(model.tokenizer, max_text_tokens or recipe.run.max_text_tokens)
     try:
         for source in build_sources(recipe.eval.data, plugins, limit=recipe.eval.max_samples):
             order = [(0, i) for i in range(len(source.samples))]
             data = EpochDataset([source], order, processor, model.tokenizer, recipe.run.seed, 0)
-            loader = torch.utils.data.DataLoader(data, batch_size=recipe.eval.batch_size, collate_fn=collate)
+            loader = torch.utils.data.DataLoader(
+                data,
+                batch_size=recipe.eval.batch_size,
+                sampler=range(dist.rank, len(order), dist.world),
+                collate_fn=collate,
+                generator=torch.Generator().manual_seed(recipe.run.seed),  # leaves the global RNG alone
+            )
             total, tokens = 0.0, 0
             for images, text in loader:
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -256,6 +330,7 @@ def validation_loss(
                     )
                 total += float(r.loss) * r.num_target_tokens
                 tokens += r.num_target_tokens
+            total, tokens = dist.sum([total, tokens])
             metrics[f"val/{source.name}/loss"] = total / tokens if tokens else math.nan
     finally:
         model.train(was_training)

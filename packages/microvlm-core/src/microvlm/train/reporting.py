@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,22 @@ from microvlm.train.dist import DistInfo
 logger = logging.getLogger(__name__)
 
 
+def env_loggers(recipe: Recipe, plugins: Any) -> list[Any]:
+    """Loggers the environment turns on: ``wandb`` (with its defaults) when ``WANDB_PROJECT``
+    is set and the recipe does not list it already."""
+    from microvlm.config import ComponentSpec
+
+    if not os.environ.get("WANDB_PROJECT") or any(s.name == "wandb" for s in recipe.loggers):
+        return []
+    return [ComponentSpec("wandb", plugins.get("logger", "wandb").config_cls())]
+
+
 class Reporter:
     """Collects per-step numbers; every ``log_every`` steps sends averages to the loggers.
 
-    Logged: ``loss`` (mean over target tokens of the interval's micro-batches), ``lr``,
-    ``grad_norm``, ``samples_per_s`` (all processes), ``target_tokens``.
+    Logged: ``loss`` (mean over the target tokens of the interval's micro-batches, on all
+    processes), ``lr``, ``grad_norm``, ``samples_per_s`` and ``target_tokens`` (all processes).
+    Collectives happen at every log step, on every rank; loggers and the bar live on rank 0.
     """
 
     def __init__(
@@ -39,7 +51,7 @@ class Reporter:
         out = Path(self.run.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         run_config = recipe_to_table(recipe)
-        for spec in recipe.loggers:
+        for spec in (*recipe.loggers, *env_loggers(recipe, plugins)):
             self.loggers.append(
                 plugins.build("logger", spec.name, spec.config, run_dir=out, run_config=run_config)
             )
@@ -86,13 +98,16 @@ class Reporter:
                 self._progress.update(self._task, completed=step)
             return
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        loss = self.dist.mean(self._loss_sum / max(self._tokens, 1))
+        # Sums over every process, so the loss is the mean over all target tokens of the
+        # interval however unevenly they fell on the ranks.
+        loss_sum, tokens, samples = self.dist.sum([self._loss_sum, self._tokens, self._samples])
+        loss = loss_sum / max(tokens, 1.0)
         metrics = {
             "loss": loss,
             "lr": lr,
             "grad_norm": grad_norm,
-            "samples_per_s": self._samples * self.dist.world / elapsed,
-            "target_tokens": self._tokens,
+            "samples_per_s": samples / elapsed,
+            "target_tokens": int(tokens),
         }
         self._reset()
         if not self.dist.is_main:

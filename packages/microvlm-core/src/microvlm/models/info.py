@@ -1,0 +1,224 @@
+"""Parameter accounting: parameters per component, what trains, and the memory the weights take.
+
+:func:`model_info` builds the model of a ``[model]`` config on the ``meta`` device (shapes
+only: nothing is allocated, downloaded or initialised) and counts it; :func:`count_model`
+counts a model that is already built. The parts are ``encoder``, ``bridge``, ``projection``,
+``llm`` (the base language model, embeddings included; tied input/output embeddings count
+once) and ``lora`` (the adapter matrices, when an adapter is on).
+
+Memory is that of the weights at their storage dtype: the LLM's ``dtype`` (``"auto"``
+resolves as it would on this machine: bfloat16 on a bf16 GPU, else float32), float32 for
+the other parts. With ``adapter = "qlora"`` the base LLM's linear layers (all but the output
+head) are 4-bit NF4: half a byte per weight plus the scales of each block of 64 weights (one
+byte per block with double quantisation, plus a float32 per 256 blocks; four bytes per block
+without). Activations, gradients and optimizer state are not included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from torch import nn
+
+from microvlm.errors import MicroVLMError
+
+if TYPE_CHECKING:
+    from microvlm.config import ModelConfig
+    from microvlm.models.vlm import MicroVLM
+
+PARTS = ("encoder", "bridge", "projection", "llm", "lora")
+NF4_BLOCK = 64  # weights per 4-bit block (bitsandbytes' default for NF4 in transformers)
+NF4_SCALE_BLOCK = 256  # first-level scales per second-level block with double quantisation
+
+
+@attrs.frozen
+class PartInfo:
+    """One component's share."""
+
+    name: str  # "encoder", "bridge", "projection", "llm" or "lora"
+    component: str  # registered plugin name ("" for the projection and lora)
+    parameters: int  # number of weights (a 4-bit weight counts as one)
+    trainable: int  # of which the optimizer updates
+    bytes: int  # memory of the weights at their storage dtype
+    dtype: str  # storage dtype(s), e.g. "float32" or "bfloat16+nf4"
+
+
+@attrs.frozen
+class ModelInfo:
+    """Parameters and weight memory of a model, by component."""
+
+    parts: tuple[PartInfo, ...]  # in PARTS order; "lora" only when an adapter is on
+    train: tuple[str, ...]  # the trainable parts the counts assume (run.train)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.parameters for p in self.parts)
+
+    @property
+    def trainable(self) -> int:
+        return sum(p.trainable for p in self.parts)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+    def part(self, name: str) -> PartInfo:
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"parts": {name: {...}}, "total": {...}, "train": [...]}``."""
+        return {
+            "train": list(self.train),
+            "parts": {p.name: attrs.asdict(p, filter=lambda a, _: a.name != "name") for p in self.parts},
+            "total": {"parameters": self.parameters, "trainable": self.trainable, "bytes": self.bytes},
+        }
+
+
+def counting_config(config: ModelConfig) -> ModelConfig:
+    """``config`` with settings that change no shape set so that nothing is downloaded:
+    ``pretrained = "none"`` for the encoder and ``init = "random"`` for the LLM (when the
+    plugins have those settings)."""
+
+    def evolve(spec: Any, **changes: Any) -> Any:
+        fields = attrs.fields_dict(type(spec.config)) if attrs.has(type(spec.config)) else {}
+        changes = {k: v for k, v in changes.items() if k in fields}
+        return attrs.evolve(spec, config=attrs.evolve(spec.config, **changes)) if changes else spec
+
+    return attrs.evolve(
+        config,
+        encoder=evolve(config.encoder, pretrained="none"),
+        llm=evolve(config.llm, init="random"),
+    )
+
+
+def model_info(config: ModelConfig, plugins: Any = None, train: Sequence[str] | None = None) -> ModelInfo:
+    """Count the model ``config`` describes, built on the meta device (no weights, no network).
+
+    :param train: the parts that train (``run.train``); ``None`` keeps the components' own
+        ``requires_grad`` (frozen encoder and LLM base, trainable bridge, projection and LoRA).
+    """
+    from microvlm.models.vlm import MicroVLM
+
+    model = MicroVLM.from_config(counting_config(config), plugins, device="meta")
+    return count_model(model, train, plugins)
+
+
+def count_model(model: MicroVLM, train: Sequence[str] | None = None, plugins: Any = None) -> ModelInfo:
+    """Count a built model (on any device). ``train`` as in :func:`model_info`."""
+    if train is not None:
+        try:
+            model.set_trainable(train)
+        except ValueError as exc:
+            raise MicroVLMError(f"run.train = {list(train)}: {exc}") from exc
+    config = model.config
+    quantised = _nf4_weights(model) if _is_qlora(model) else set()
+    double_quant = _double_quant(config, plugins)
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {
+        "encoder": list(model.encoder.named_parameters()),
+        "bridge": list(model.bridge.named_parameters()),
+        "projection": list(model.projection.named_parameters()),
+        "llm": [],
+        "lora": [],
+    }
+    for name, p in model.llm.named_parameters():
+        groups["lora" if "lora_" in name else "llm"].append((name, p))
+    names = {"encoder": config.encoder.name, "bridge": config.bridge.name, "llm": config.llm.name}
+    parts = []
+    for part in PARTS:
+        params = [p for _, p in groups[part]]
+        if part == "lora" and not params:
+            continue
+        parts.append(_part_info(part, names.get(part, ""), params, quantised, double_quant))
+    trainable = tuple(train) if train is not None else tuple(p.name for p in parts if p.trainable)
+    return ModelInfo(tuple(parts), trainable)
+
+
+def nf4_bytes(n: int, double_quant: bool = True) -> int:
+    """Bytes of ``n`` weights stored in 4 bits with per-block scales."""
+    blocks = math.ceil(n / NF4_BLOCK)
+    scales = blocks + 4 * math.ceil(blocks / NF4_SCALE_BLOCK) if double_quant else 4 * blocks
+    return math.ceil(n / 2) + scales
+
+
+def _part_info(
+    name: str, component: str, params: list[nn.Parameter], quantised: set[int], double_quant: bool
+) -> PartInfo:
+    total = trainable = size = 0
+    dtypes: list[str] = []
+    for p in params:
+        quant_state = getattr(p, "quant_state", None)
+        n = quant_state.shape.numel() if quant_state is not None else p.numel()  # a loaded 4-bit weight
+        if quant_state is not None or id(p) in quantised:
+            size += nf4_bytes(n, double_quant)
+            kind = "nf4"
+        else:
+            size += n * p.element_size()
+            kind = str(p.dtype).removeprefix("torch.")
+        if kind not in dtypes:
+            dtypes.append(kind)
+        total += n
+        trainable += n if p.requires_grad else 0
+    return PartInfo(name, component, total, trainable, size, "+".join(dtypes) or "-")
+
+
+def _is_qlora(model: MicroVLM) -> bool:
+    return getattr(model.config.llm.config, "adapter", None) == "qlora"
+
+
+def _nf4_weights(model: MicroVLM) -> set[int]:
+    """Ids of the weights a qlora base stores in 4 bits: linear layers but the output head."""
+    base = model.llm.base_model
+    head = base.get_output_embeddings()
+    return {
+        id(module.weight)
+        for name, module in base.named_modules()
+        if isinstance(module, nn.Linear) and "lora_" not in name and module is not head
+    }
+
+
+def _double_quant(config: ModelConfig, plugins: Any) -> bool:
+    """Whether the qlora quantizer's default settings quantise the scales too (nf4: yes)."""
+    name = getattr(config.llm.config, "quantizer", None)
+    if name is None or plugins is None:
+        return True
+    try:
+        settings = plugins.get("quantizer", name).config_cls()
+    except Exception:  # not installed or needs arguments: assume nf4's default
+        return True
+    return bool(getattr(settings, "double_quant", True))
+
+
+def format_count(n: int) -> str:
+    """``494032768`` -> ``"494.0 M"``; ``35192832`` -> ``"35.2 M"``; ``9216`` -> ``"9.2 K"``."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return str(n)
+
+
+def format_bytes(n: int) -> str:
+    """``1976131072`` -> ``"1.84 GiB"``; ``22097664`` -> ``"21.1 MiB"``."""
+    if n >= 1024**3:
+        return f"{n / 1024**3:.2f} GiB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.1f} MiB"
+    return f"{n / 1024:.1f} KiB"
+
+
+__all__ = [
+    "PARTS",
+    "ModelInfo",
+    "PartInfo",
+    "count_model",
+    "counting_config",
+    "format_bytes",
+    "format_count",
+    "model_info",
+    "nf4_bytes",
+]

@@ -1,0 +1,135 @@
+"""Distributed training: 2 CPU processes (gloo, DDP) follow the loss curve of 1 process with
+the same global batch; only rank 0 writes; per-rank RNG states go into checkpoints."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from microvlm import load_plugins
+from microvlm.recipe import load_recipe
+from microvlm.testing import tiny_llm_path
+from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.train import checkpoint as ckpt
+from microvlm.train import run
+from microvlm.train.dist import DistInfo
+from microvlm.train.loop import _token_weight, text_token_budget
+from microvlm.train.reporting import Reporter
+
+# The toy plugin is not an entry point, so the workers run this script, which registers it.
+SCRIPT = """\
+import sys
+from microvlm import load_plugins
+from microvlm.recipe import load_recipe
+from microvlm.toys import ToyPlugin
+from microvlm.train import run
+
+plugins = load_plugins(extra=[("toys", ToyPlugin())])
+run(load_recipe(sys.argv[1], plugins, sys.argv[2:]), plugins, progress=False)
+"""
+
+# A second entry with a one-token prompt; with 6 text tokens per sample the first entry's
+# captions are cut to 2 target tokens, the second's keep 4, so the ranks' token counts differ.
+SECOND_ENTRY = """
+[[data]]
+dataset = "toy_dataset"
+n = 8
+task = {name = "toy_task", prompt = "Say"}
+"""
+# 16 samples, global batch 8: 2 steps per epoch, 6 steps; no dropout, so both runs compute
+# the same function; the LLM stays frozen (stage 1's trainable set), the encoder too.
+COMMON = ["run.max_text_tokens=6", "model.bridge.dropout=0.0", "run.epochs=3", "run.save_every=2"]
+
+
+def losses(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"], r["target_tokens"]) for r in rows if "loss" in r]
+
+
+@pytest.mark.slow  # ~40 s: two worker processes start up (torch, transformers)
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    plugins = load_plugins(extra=[("toys", ToyPlugin())])
+    path = tmp_path / "r.toml"
+    path.write_text(toy_training_recipe("unused", str(tiny_llm_path())) + SECOND_ENTRY)
+    script = tmp_path / "train_toy.py"
+    script.write_text(SCRIPT)
+
+    single = tmp_path / "single"
+    run(load_recipe(path, plugins, [*COMMON, f"run.output_dir={single}", "run.batch_size=8"]), plugins, False)
+
+    double = tmp_path / "double"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(path),
+        *COMMON,
+        f"run.output_dir={double}",
+        "run.batch_size=4",  # per process
+    ]
+    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "unused parameters" not in done.stderr
+
+    one, two = losses(single), losses(double)
+    assert [s for s, _, _ in two] == [1, 2, 3, 4, 5, 6]
+    assert [n for _, _, n in two] == [n for _, _, n in one]  # tokens of both ranks are counted
+    assert [loss for _, loss, _ in two] == pytest.approx([loss for _, loss, _ in one], rel=1e-4)
+    assert two[-1][1] < two[0][1]  # and it trains
+
+    a = load_file(str(single / "checkpoint_final" / "model.safetensors"))
+    b = load_file(str(double / "checkpoint_final" / "model.safetensors"))
+    assert a.keys() == b.keys() and {k.split(".")[0] for k in a} == {"bridge", "projection"}
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+
+    # Rank 0 alone wrote the run folder; the checkpoint holds both ranks' generator states.
+    assert sorted(p.name for p in double.iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint_final",
+        "checkpoint_step000004",
+        "checkpoint_step000006",
+    ]
+    [(_, last)] = ckpt.step_checkpoints(double)[-1:]
+    state = ckpt.load_state(last)
+    assert state["rng"]["by_rank"]["torch"].shape[0] == 2
+
+
+def test_text_budget_leaves_room_for_the_image_tokens():
+    assert text_token_budget(256, 32, 32768) == 256
+    assert text_token_budget(1000, 32, 512) == 480  # Q + T never exceeds the LLM's positions
+    assert text_token_budget(1000, 32, None) == 1000
+    with pytest.raises(Exception, match="num_queries"):
+        text_token_budget(10, 64, 64)
+
+
+class OtherRankAdds(DistInfo):
+    """Rank 0 of 2, where the other rank contributes ``OTHER`` to every sum."""
+
+    OTHER = (2.0 * 30, 30.0, 4.0)  # loss sum (mean 2.0 over 30 tokens), tokens, samples
+
+    def sum(self, values):
+        return [v + o for v, o in zip(values, self.OTHER[: len(values)], strict=False)]
+
+
+def test_logged_loss_is_the_mean_over_all_ranks_target_tokens(tmp_path):
+    plugins = load_plugins(extra=[("toys", ToyPlugin())])
+    path = tmp_path / "r.toml"
+    path.write_text(toy_training_recipe(str(tmp_path / "out"), "unused-llm"))
+    reporter = Reporter(load_recipe(path, plugins), plugins, OtherRankAdds(0, 2), 10, progress=False)
+    reporter.accumulate(1.0, 10, 4)  # this rank: mean 1.0 over 10 tokens
+    reporter.step(1, 1e-3, 0.5)
+    # (1.0 * 10 + 2.0 * 30) / 40, not the mean of the two ranks' means (1.5)
+    assert reporter.history == [(1, pytest.approx(1.75))]
+
+
+def test_token_weight_makes_ddp_average_the_global_token_mean():
+    other_tokens = OtherRankAdds.OTHER[0]  # the first number summed is the token count
+    weight = _token_weight(10, OtherRankAdds(0, 2))  # DDP averages 2 gradients: x world / all tokens
+    assert weight == pytest.approx(2 * 10 / (10 + other_tokens))
+    assert _token_weight(7, DistInfo()) == 1.0
