@@ -98,7 +98,7 @@ def test_vqa_majority_answer_and_prompts() -> None:
     example = task.example(_vqa_sample(), random.Random(0), _Tok())
     assert example.prompt == "Question: What color is the square? Answer:"
     assert example.target == " blue<|endoftext|>"  # 7 of 10 said "blue"
-    assert task.eval_prompt(_vqa_sample()) == "Question: What color is the square? Short answer:"
+    assert task.eval_prompt(_vqa_sample()) == "Question: What color is the square? Answer:"  # as trained
     assert task.max_new_tokens == 10
 
 

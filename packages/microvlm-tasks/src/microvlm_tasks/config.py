@@ -90,9 +90,9 @@ class VQAConfig:
     prompt: str = attrs.field(
         default="Question: {question} Answer:", validator=_QUESTION
     )  # training prompt; {question} is the question text
-    eval_prompt: str = attrs.field(
-        default="Question: {question} Short answer:", validator=_QUESTION
-    )  # evaluation prompt; asks for the short form the metric expects
+    # evaluation prompt: the training prompt by default, since a model answers best in the form
+    # it was trained on; BLIP-2's zero-shot "Question: {question} Short answer:" also works here
+    eval_prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)
     separator: str = " "  # starts the target, between the prompt and the answer
     max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
 

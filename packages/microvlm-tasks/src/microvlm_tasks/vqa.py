@@ -2,8 +2,9 @@
 
 Training target: the dataset's ``multiple_choice_answer`` when the builder kept it in
 ``sample.meta``, else the answer most annotators gave (ties: the one given first).
-Training prompt ``Question: {question} Answer:``; evaluation prompt ``Question:
-{question} Short answer:`` (both configurable).
+Prompt ``Question: {question} Answer:`` for training and, by default, for evaluation too
+(a fine-tuned model answers best in the form it learned); both are configurable, e.g.
+BLIP-2's zero-shot ``Question: {question} Short answer:``.
 """
 
 from __future__ import annotations

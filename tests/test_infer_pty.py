@@ -1,0 +1,127 @@
+"""``microvlm infer --interactive`` driven through a pseudo-terminal, as a person would use it:
+a question before any image, ``load PATH``, a question, ``quit``."""
+
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from microvlm import load_plugins
+from microvlm.recipe import load_recipe
+from microvlm.testing import tiny_llm_path
+from microvlm.train import run
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX")]
+
+RECIPE = """\
+[run]
+name = "pty"
+output_dir = "{out}"
+epochs = 1
+batch_size = 4
+lr = 1e-3
+threads = 1
+
+[model.encoder]
+name = "timm"
+pretrained = "none"
+image_size = 32
+patch_size = 8
+embed_dim = 32
+depth = 1
+num_heads = 2
+
+[model.bridge]
+name = "qformer"
+num_queries = 4
+num_layers = 1
+hidden_size = 32
+num_heads = 4
+
+[model.llm]
+name = "hf_causal_lm"
+model = "{llm}"
+
+[[data]]
+dataset = "shapes"
+root = "{data}"
+view = "caption"
+generate = true
+n_train = 8
+n_val = 1
+n_test = 1
+image_size = 32
+task = "captioning"
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pty")
+    recipe = root / "recipe.toml"
+    recipe.write_text(RECIPE.format(out=root / "out", llm=tiny_llm_path(), data=root / "shapes"))
+    plugins = load_plugins()
+    final = run(load_recipe(recipe, plugins), plugins, progress=False)
+    image = next((root / "shapes" / "coco" / "train2017").glob("*.jpg"))
+    return final, image
+
+
+def read_until(fd, text, timeout=120.0):
+    """Read from the terminal until ``text`` shows up; returns everything read."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {text!r}; got {seen.decode(errors='replace')!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+def test_interactive_session_in_a_terminal(checkpoint):
+    final, image = checkpoint
+    leader, follower = os.openpty()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microvlm",
+            "infer",
+            "--checkpoint",
+            str(final),
+            "--interactive",
+            "--max-new-tokens",
+            "4",
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    try:
+        read_until(leader, "> ")
+        os.write(leader, b"How many shapes are there?\n")
+        assert "no image yet; load one with: load PATH" in read_until(leader, "> ")
+        os.write(leader, f"load {image}\n".encode())
+        assert f"loaded {image}" in read_until(leader, "> ")
+        os.write(leader, b"Describe this image.\n")
+        answer = read_until(leader, "> ")
+        assert answer.strip().strip(">").strip(), "the model streamed nothing"
+        os.write(leader, b"quit\n")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
