@@ -108,7 +108,7 @@ def test_two_processes_stop_on_sigterm_and_resume_exactly(tmp_path):
 
     again = subprocess.run(command(recipe, out), check=False, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    steps = [r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if "loss" in r]
     assert steps == list(range(1, STEPS + 1))
 
     reference = load_file(str(tmp_path / "a" / ckpt.FINAL / "model.safetensors"))

@@ -134,7 +134,8 @@ def assert_bitwise(out, reference):
 
 def logged_steps(out):
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line)["step"] for line in lines]
+    rows = [json.loads(line) for line in lines]
+    return [r["step"] for r in rows if "loss" in r]  # training steps (not evaluation rows)
 
 
 def log_text(out):

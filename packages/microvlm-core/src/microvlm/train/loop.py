@@ -230,7 +230,9 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 if last:
                     break
             else:
-                reporter.log_eval(monitor.end_epoch(state.epoch), state.step)
+                skipped = monitor.end_epoch(state.epoch)  # logs counts; stops above the limit
+                if skipped.get("data/skipped"):
+                    reporter.log_eval(skipped, state.step)
                 state.epoch += 1
                 state.micro_step = 0
                 continue
