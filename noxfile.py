@@ -4,6 +4,7 @@
     nox -s "tests(microvlm-encoders)"
     nox -s all               # the whole suite in one environment (quickest locally)
     nox -s lint
+    nox -s bench             # benchmarks against transformers' BLIP-2 (not in the default run)
 
 Each package's session installs that package and microvlm-core only, so a dependency a
 package forgot to declare fails there. Torch (several GB) is installed once into
@@ -111,6 +112,20 @@ def all_tests(session: nox.Session) -> None:
     """The whole suite in one environment."""
     install(session, *(p.path for p in Package), *FIXTURE_PLUGINS)
     pytest(session)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against transformers' BLIP-2 (benchmarks/; not run by default, not tests).
+
+    Small sizes by default; arguments after ``--`` go to every script, e.g.
+    ``nox -s bench -- --size real --repeats 5`` or ``-- --device cuda``.
+    """
+    install(session, *(p.path for p in Package))
+    args = session.posargs or ["--size", "small"]
+    for workload in ("caption", "vqa"):
+        session.run("python", "benchmarks/train_step.py", "--workload", workload, *args)
+    session.run("python", "benchmarks/generate.py", *args)
 
 
 @nox.session
