@@ -126,6 +126,15 @@ def test_expand_multi_value():
     ]
     assert expand_multi_value(["--set", "a=1", "x.toml"]) == ["--set", "a=1", "x.toml"]
     assert expand_multi_value(["--set"]) == ["--set"]
+    assert expand_multi_value(["eval", "--tasks", "vqa", "captioning", "--limit", "5"]) == [
+        "eval",
+        "--tasks",
+        "vqa",
+        "--tasks",
+        "captioning",
+        "--limit",
+        "5",
+    ]
 
 
 def test_help_and_plugins_do_not_import_torch():

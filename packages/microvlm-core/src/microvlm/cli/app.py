@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 #: Options that, like the seed's argparse ``nargs="+"``, take several KEY=VALUE words.
 MULTI_VALUE_OPTIONS = ("--set", "--options")
+#: Options that take several plain words (``--tasks vqa captioning grounding``).
+MULTI_WORD_OPTIONS = ("--tasks", "--datasets")
 
 EPILOG = """\b
 Seed scripts and their commands:
@@ -117,20 +119,22 @@ def _configure_logging(verbose: int) -> None:
 def expand_multi_value(argv: Sequence[str]) -> list[str]:
     """``--options a=1 b=2`` -> ``--options a=1 --options b=2`` (the seed's argparse style).
 
-    Words after the option are taken while they look like ``KEY=VALUE``.
+    Words after ``--set``/``--options`` are taken while they look like ``KEY=VALUE``; words
+    after ``--tasks``/``--datasets`` while they do not start with ``-``.
     """
     out: list[str] = []
     current: str | None = None  # the multi-value option being filled
     taken = False  # whether it has received a value yet
     for word in argv:
-        if current is not None and "=" in word and not word.startswith("-"):
+        wanted = current in MULTI_WORD_OPTIONS or "=" in word
+        if current is not None and wanted and not word.startswith("-"):
             out.extend((current, word))
             taken = True
             continue
         if current is not None and not taken:
             out.append(current)  # no KEY=VALUE followed: let click report it
         current = None
-        if word in MULTI_VALUE_OPTIONS:
+        if word in MULTI_VALUE_OPTIONS or word in MULTI_WORD_OPTIONS:
             current, taken = word, False
             continue
         out.append(word)

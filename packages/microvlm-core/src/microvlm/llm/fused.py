@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Logits computed at once by :func:`frozen_head_cross_entropy` (64 MiB in fp32).
-HEAD_CHUNK_ELEMENTS = 1 << 24
+#: Logits computed at once by :func:`frozen_head_cross_entropy` (128 MiB in fp32).
+HEAD_CHUNK_ELEMENTS = 1 << 25
 
 
 class _FrozenHeadCrossEntropy(torch.autograd.Function):
@@ -35,15 +35,19 @@ class _FrozenHeadCrossEntropy(torch.autograd.Function):
         ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, head: Callable | None
     ) -> torch.Tensor:
         M, V = hidden.shape[0], weight.shape[0]
-        rows = max(1, HEAD_CHUNK_ELEMENTS // V)
+        chunks = -(-M * V // HEAD_CHUNK_ELEMENTS)  # ceil: as few as fit, of equal size
+        rows = -(-M // chunks)  # (few tiny chunks would re-read the V x D weight for little work)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad = torch.empty_like(hidden)  # (M, D): d loss / d hidden
         for start in range(0, M, rows):
             h, y = hidden[start : start + rows], labels[start : start + rows]  # (c, D), (c,)
             logits = (head(h) if head is not None else h @ weight.T).float()  # (c, D) -> (c, V)
-            lse = torch.logsumexp(logits, dim=-1)  # (c,)
-            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
-            probs = logits.sub_(lse[:, None]).exp_()  # (c, V) softmax, in place
+            target = logits.gather(1, y[:, None])  # (c, 1)
+            peak = logits.amax(dim=-1, keepdim=True)  # (c, 1)
+            probs = logits.sub_(peak).exp_()  # (c, V) unnormalised, in place
+            norm = probs.sum(dim=-1, keepdim=True)  # (c, 1)
+            total += (norm.log() + peak - target).sum()  # sum of logsumexp - target logit
+            probs.div_(norm)  # softmax
             probs[torch.arange(len(y), device=y.device), y] -= 1.0  # softmax - one-hot
             grad[start : start + rows] = (probs.to(weight.dtype) @ weight) / M  # (c, V) @ (V, D)
         ctx.save_for_backward(grad)
