@@ -412,7 +412,6 @@ def machine(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
         "cpu_flags": cpu_flags(),
         "loadavg": os.getloadavg(),
         "torch": torch.__version__,
@@ -459,6 +458,30 @@ def _ticks() -> tuple[int, int, int]:
         return (0, 0, 0)
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]), sum(fields[:8]) - idle, int(own[11]) + int(own[12]))  # utime + stime
+
+
+def add_load_arguments(ap: Any) -> None:
+    """``--max-other-load`` / ``--retries``: repeat a measurement taken while others were busy."""
+    ap.add_argument(
+        "--max-other-load",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="repeat a measurement if other processes took more of the CPUs meanwhile (e.g. 0.1)",
+    )
+    ap.add_argument("--retries", type=int, default=3, help="repeats allowed per measurement")
+
+
+def too_loaded(load: float, limit: float | None, attempt: int, retries: int, wait_s: float = 30.0) -> bool:
+    """True (after a pause) when a measurement should be taken again; False to keep it."""
+    if limit is None or load <= limit:
+        return False
+    if attempt >= retries:
+        print(f"  others' CPU share {load:.0%} > {limit:.0%}; kept after {retries} retries", file=sys.stderr)
+        return False
+    print(f"  others' CPU share {load:.0%} > {limit:.0%}: again in {wait_s:.0f} s", file=sys.stderr)
+    time.sleep(wait_s)
+    return True
 
 
 # -- memory ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads, both models")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds, alternating the models")
     ap.add_argument("--seed", type=int, default=0)
+    common.add_load_arguments(ap)
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of the table")
     ap.add_argument("--out", type=Path, help="also append the JSON line(s) to this file")
     return ap.parse_args(argv)
@@ -105,8 +106,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             for r in range(args.repeats):
                 for name in MODELS if r % 2 == 0 else reversed(MODELS):
                     gen, model = gens[name], models[name]
-                    t1, _, o1 = timed(lambda g=gen, m=model: g(m, 1), args.device)
-                    tn, out, on = timed(lambda g=gen, m=model: g(m, N), args.device)
+                    for attempt in range(1 + args.retries):
+                        t1, _, o1 = timed(lambda g=gen, m=model: g(m, 1), args.device)
+                        tn, out, on = timed(lambda g=gen, m=model: g(m, N), args.device)
+                        if not common.too_loaded(max(o1, on), args.max_other_load, attempt, args.retries):
+                            break
                     assert out.shape == (batch, N), f"{name} made {tuple(out.shape)} tokens, not {(batch, N)}"
                     times[name]["first"].append(t1)
                     times[name]["full"].append(tn)
