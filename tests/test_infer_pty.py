@@ -11,12 +11,13 @@ import pytest
 
 from microvlm import load_plugins
 from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
+from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import run
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX")]
 
-RECIPE = """\
+RECIPE = (
+    """\
 [run]
 name = "pty"
 output_dir = "{out}"
@@ -25,25 +26,9 @@ batch_size = 4
 lr = 1e-3
 threads = 1
 
-[model.encoder]
-name = "timm"
-pretrained = "none"
-image_size = 32
-patch_size = 8
-embed_dim = 32
-depth = 1
-num_heads = 2
-
-[model.bridge]
-name = "qformer"
-num_queries = 4
-num_layers = 1
-hidden_size = 32
-num_heads = 4
-
-[model.llm]
-name = "hf_causal_lm"
-model = "{llm}"
+"""
+    + TINY_MODEL_TOML
+    + """
 
 [[data]]
 dataset = "shapes"
@@ -56,6 +41,7 @@ n_test = 1
 image_size = 32
 task = "captioning"
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from microvlm.testing import tiny_llm_path
+from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 
 pytestmark = [
@@ -22,7 +22,8 @@ pytestmark = [
     pytest.mark.skipif(os.name != "posix", reason="SIGTERM as on POSIX"),
 ]
 
-RECIPE = """\
+RECIPE = (
+    """\
 [run]
 name = "ddp"
 output_dir = "unused"
@@ -33,26 +34,9 @@ lr = 1e-3
 log_every = 1
 max_text_tokens = 24
 
-[model.encoder]
-name = "timm"
-model = "deit_tiny_patch16_224"
-pretrained = "none"
-image_size = 32
-patch_size = 8
-embed_dim = 32
-depth = 1
-num_heads = 2
-
-[model.bridge]
-name = "qformer"
-num_queries = 4
-num_layers = 1
-hidden_size = 32
-num_heads = 4
-
-[model.llm]
-name = "hf_causal_lm"
-model = "{llm}"
+"""
+    + TINY_MODEL_TOML
+    + """
 
 [[data]]
 dataset = "coco_caption"
@@ -63,6 +47,7 @@ task = "captioning"
 [[loggers]]
 name = "jsonl"
 """
+)
 STEPS = 16  # 16 images / (2 per process x 2 processes) = 4 steps per epoch, 4 epochs
 
 

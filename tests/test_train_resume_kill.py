@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from microvlm import load_plugins
 from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
+from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -30,7 +30,8 @@ STEPS = 24  # 16 images / batch 4 = 4 steps per epoch, 6 epochs: long enough to 
 # on a busy 2-core machine tiny models run several times faster on one thread than on two.
 THREADS = 1
 
-RECIPE = """\
+RECIPE = (
+    """\
 [run]
 name = "resume"
 output_dir = "{out}"
@@ -44,26 +45,9 @@ save_every = 1
 keep_last = 2
 max_text_tokens = 32
 
-[model.encoder]
-name = "timm"
-model = "deit_tiny_patch16_224"
-pretrained = "none"
-image_size = 32
-patch_size = 8
-embed_dim = 32
-depth = 1
-num_heads = 2
-
-[model.bridge]
-name = "qformer"
-num_queries = 4
-num_layers = 1
-hidden_size = 32
-num_heads = 4
-
-[model.llm]
-name = "hf_causal_lm"
-model = "{llm}"
+"""
+    + TINY_MODEL_TOML
+    + """
 
 [[data]]
 dataset = "coco_caption"
@@ -74,6 +58,7 @@ task = "captioning"
 [[loggers]]
 name = "jsonl"
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,39 @@ def make_tiny_llm(
     return directory
 
 
+# The smallest real model a recipe can build: a 1-block random DeiT (timm) at 32 px, a 1-layer
+# Q-Former with 4 queries, and the LLM directory given as ``{llm}`` (usually tiny_llm_path()).
+# Integration tests that start real training processes put this between their [run] and
+# [[data]] tables: ``(RUN + TINY_MODEL_TOML + DATA).format(llm=tiny_llm_path(), ...)``.
+TINY_QFORMER_TOML = """
+[model.bridge]
+name = "qformer"
+num_queries = 4
+num_layers = 1
+hidden_size = 32
+num_heads = 4
+"""
+TINY_MODEL_TOML = (
+    """
+[model.encoder]
+name = "timm"
+model = "deit_tiny_patch16_224"
+pretrained = "none"
+image_size = 32
+patch_size = 8
+embed_dim = 32
+depth = 1
+num_heads = 2
+"""
+    + TINY_QFORMER_TOML
+    + """
+[model.llm]
+name = "hf_causal_lm"
+model = "{llm}"
+"""
+)
+
+
 @functools.cache
 def _cache_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="microvlm-testing-"))
@@ -181,6 +214,8 @@ __all__ = [
     "IM_END",
     "IM_START",
     "SPECIAL_TOKENS",
+    "TINY_MODEL_TOML",
+    "TINY_QFORMER_TOML",
     "make_tiny_llm",
     "make_tiny_tokenizer",
     "tiny_corpus",

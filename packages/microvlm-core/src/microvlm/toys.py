@@ -229,6 +229,8 @@ def toy_training_recipe(output_dir: str, llm: str, **run: Any) -> str:
     ``run`` overrides ``[run]`` keys."""
     import json
 
+    from microvlm.testing import TINY_QFORMER_TOML
+
     settings = {
         "name": "toy",
         "output_dir": output_dir,
@@ -248,13 +250,7 @@ def toy_training_recipe(output_dir: str, llm: str, **run: Any) -> str:
 name = "toy_encoder"
 width = 16
 
-[model.bridge]
-name = "qformer"
-num_queries = 4
-num_layers = 1
-hidden_size = 32
-num_heads = 4
-
+{TINY_QFORMER_TOML}
 [model.llm]
 name = "hf_causal_lm"
 model = {json.dumps(llm)}
