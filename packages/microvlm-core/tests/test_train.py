@@ -123,3 +123,58 @@ def test_pth_pickles_are_refused(tmp_path):
     bad.write_bytes(b"not really a pickle")
     with pytest.raises(Exception, match="pickles and are not loaded"):
         ckpt.resolve_checkpoint(bad)
+
+
+def test_gradient_checkpointing_recomputes_the_llm_and_changes_nothing(tmp_path, plugins, monkeypatch):
+    from microvlm.models.vlm import MicroVLM
+
+    mlp_calls = {}
+    build = MicroVLM.from_config.__func__
+
+    def counting_build(cls, config, *args, **kwargs):
+        """Count the decoder MLPs' forward calls: recomputation in backward calls them again."""
+        model = build(cls, config, *args, **kwargs)
+        key = config.llm.config.gradient_checkpointing
+        mlp_calls[key] = 0
+
+        def hook(*_):
+            mlp_calls[key] += 1
+
+        for name, module in model.llm.named_modules():
+            if name.endswith("mlp"):
+                module.register_forward_pre_hook(hook)  # a recompute may stop early, inside
+        return model
+
+    monkeypatch.setattr(MicroVLM, "from_config", classmethod(counting_build))
+    plain = load(tmp_path, plugins, "a.toml", output_dir=str(tmp_path / "a"), epochs=1)
+    run(plain, plugins, progress=False)
+    saving = load(
+        tmp_path, plugins, "b.toml", output_dir=str(tmp_path / "b"), epochs=1, gradient_checkpointing=True
+    )
+    assert not saving.model.llm.config.gradient_checkpointing  # the run setting turns it on
+    run(saving, plugins, progress=False)
+    # same steps; every decoder MLP ran once more per training step (the final evaluation adds
+    # the same number of calls to both runs)
+    assert mlp_calls[True] > mlp_calls[False] > 0, mlp_calls
+    a = load_file(str(tmp_path / "a" / "checkpoint_final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoint_final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_gradient_checkpointing_needs_an_llm_that_offers_it(tmp_path, plugins):
+    import attrs
+
+    from microvlm.errors import MicroVLMError
+    from microvlm.train.loop import with_gradient_checkpointing
+
+    @attrs.frozen
+    class NoOption:
+        model: str = "x"
+
+    recipe = load(tmp_path, plugins, gradient_checkpointing=True)
+    llm = attrs.evolve(recipe.model.llm, name="other_llm", config=NoOption())
+    recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, llm=llm))
+    with pytest.raises(MicroVLMError, match="'other_llm' has no gradient_checkpointing option"):
+        with_gradient_checkpointing(recipe)

@@ -26,9 +26,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
-from microvlm.config import Recipe
+from microvlm.config import ModelConfig, Recipe
 from microvlm.errors import MicroVLMError
 from microvlm.models.vlm import MicroVLM
 from microvlm.models.weights import apply_weights
@@ -124,7 +125,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     # tokenizer its language model reads).
     sources = build_sources(recipe.data, plugins)
     monitor = BadDataMonitor(sources, run.max_bad_fraction)
-    model = MicroVLM.from_config(recipe.model, plugins)
+    model = MicroVLM.from_config(with_gradient_checkpointing(recipe), plugins)
     model.set_trainable(run.train)
     if run.init_from:
         n = apply_weights(model, ckpt.load_weights(run.init_from), run.init_from)
@@ -248,6 +249,28 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             final_evaluation(model, recipe, plugins, progress=progress)  # results.json
     dist.barrier()
     return final
+
+
+def with_gradient_checkpointing(recipe: Recipe) -> ModelConfig:
+    """``recipe.model`` with the LLM's own ``gradient_checkpointing`` on when ``run.gradient_checkpointing``.
+
+    The decoder holds nearly all activations of a step, so that is where recomputation pays;
+    an LLM plugin whose config has no such field cannot honour the setting: that is an error
+    naming the plugin rather than a run that silently uses more memory than asked.
+    """
+    llm = recipe.model.llm
+    if not recipe.run.gradient_checkpointing:
+        return recipe.model
+    fields = attrs.fields_dict(type(llm.config)) if attrs.has(type(llm.config)) else {}
+    if "gradient_checkpointing" not in fields:
+        raise MicroVLMError(
+            f"{recipe.source}: run.gradient_checkpointing = true, but the LLM plugin {llm.name!r} has no "
+            f"gradient_checkpointing option; remove the setting or use an LLM plugin that has one"
+        )
+    if llm.config.gradient_checkpointing:
+        return recipe.model
+    config = attrs.evolve(llm.config, gradient_checkpointing=True)
+    return attrs.evolve(recipe.model, llm=attrs.evolve(llm, config=config))
 
 
 def wrap_ddp(model: MicroVLM, device: torch.device) -> torch.nn.Module:
