@@ -229,6 +229,9 @@ def compare(args: argparse.Namespace) -> dict:
         "blip2": blip2,
         "ratio_samples_per_s": ours["samples_per_s"] / blip2["samples_per_s"],
         "ratio_peak_mem": ours["peak_mem_bytes"] / blip2["peak_mem_bytes"],
+        # BLIP-2's FLOPs over ours: the speed ratio reached when both run at the same FLOP/s.
+        # Both run near the GEMM limit, so a speed goal above this needs fewer FLOPs per step.
+        "ratio_flops_bound": blip2["flops"] / ours["flops"],
         "ratio_process_peak_mem": ours["process_peak_mem_bytes"] / blip2["process_peak_mem_bytes"],
         "ablations": ablations,
         "machine": common.machine(args.device),
@@ -275,6 +278,11 @@ def render(rec: dict) -> str:
     )
     headers = ["model", "samples/s", "step s", mem, "process peak GiB", "GFLOP/step", "GFLOP/s", "of GEMM"]
     text = head + "\n\n" + common.table(headers, rows)
+    text += (
+        f"\n\nFLOP bound: BLIP-2 does {rec['ratio_flops_bound']:.2f}x our FLOPs per step, so at equal "
+        f"FLOP/s we would be {rec['ratio_flops_bound']:.2f}x faster; measured "
+        f"{rec['ratio_samples_per_s']:.2f}x."
+    )
     if rec["ablations"]:
         rows = [
             [

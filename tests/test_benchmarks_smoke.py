@@ -1,0 +1,60 @@
+"""The benchmark scripts run end to end at ``--size small`` and print what the issue asks for.
+
+No timing is asserted (timings belong in benchmarks/RESULTS.md, not in tests): these check that
+both models ran the same work and that the JSON carries the ratio fields, so a change that
+breaks a benchmark shows up in CI rather than on the next person's measurement day.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # each script starts worker processes that import torch + transformers
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--size", "small", "--threads", "1", "--repeats", "1"]
+
+
+def run_script(name, *args):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *SMALL, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def positive(x):
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_train_step_small_vqa_json():
+    out = run_script("train_step.py", "--workload", "vqa", "--warmup", "0", "--steps", "1", "--json")
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert rec["benchmark"] == "train_step" and rec["workload"] == "vqa" and rec["size"] == "small"
+    for key in ("ratio_samples_per_s", "ratio_peak_mem", "ratio_flops_bound"):
+        assert positive(rec[key]), (key, rec[key])
+    ours, blip2 = rec["ours"], rec["blip2"]
+    assert ours["samples_per_s"] / blip2["samples_per_s"] == pytest.approx(rec["ratio_samples_per_s"])
+    assert blip2["flops"] / ours["flops"] == pytest.approx(rec["ratio_flops_bound"])
+    # the same trainable set: Q-Former + projection of the same sizes on both sides
+    assert ours["trainable_params"] == pytest.approx(blip2["trainable_params"], rel=0.05)
+    assert 1 <= rec["target_tokens"] <= 3 * rec["batch"]  # 1-3 answer tokens a row
+    assert all(math.isfinite(m["loss"]) for m in (ours, blip2))
+
+
+def test_generate_small_json():
+    out = run_script("generate.py", "--batches", "1", "2", "--new-tokens", "4", "--json")
+    records = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    assert [r["batch"] for r in records] == [1, 2]
+    for rec in records:
+        assert positive(rec["ratio_tokens_per_s"]), rec
+        assert rec["new_tokens"] == 4
