@@ -1,6 +1,7 @@
 """The runner on toy data: it learns, checkpoints atomically, resumes exactly, chains stages."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -178,3 +179,36 @@ def test_gradient_checkpointing_needs_an_llm_that_offers_it(tmp_path, plugins):
     recipe = attrs.evolve(recipe, model=attrs.evolve(recipe.model, llm=llm))
     with pytest.raises(MicroVLMError, match="'other_llm' has no gradient_checkpointing option"):
         with_gradient_checkpointing(recipe)
+
+
+def test_image_token_spread():
+    from microvlm.train.loop import image_token_spread
+
+    same = torch.randn(1, 4, 8).expand(16, -1, -1)  # every image gives the same tokens
+    assert image_token_spread(same) == pytest.approx(0.0, abs=1e-6)
+    independent = torch.randn(256, 4, 8)  # all variation is across images
+    assert image_token_spread(independent) == pytest.approx(1.0, abs=0.05)
+    per_query = torch.randn(1, 4, 8) * 10 + 0.1 * torch.randn(64, 4, 8)  # mostly the queries' own
+    assert 0.005 < image_token_spread(per_query) < 0.05
+    assert math.isnan(image_token_spread(torch.randn(1, 4, 8)))
+
+
+def test_validation_reports_the_image_token_spread_and_warns_when_blind(tmp_path, plugins, caplog):
+    from microvlm.train.loop import warn_if_blind
+
+    path = tmp_path / "r.toml"
+    path.write_text(
+        recipe_text(tmp_path / "out", epochs=1)
+        + '\n[eval]\nbatch_size = 4\n\n[[eval.data]]\ndataset = "toy_dataset"\nn = 8\ntask = "toy_task"\n'
+    )
+    run(load_recipe(path, plugins), plugins, progress=False)
+    rows = [r for r in metrics(tmp_path / "out") if any(k.endswith("image_token_spread") for k in r)]
+    assert rows, metrics(tmp_path / "out")
+    (spread,) = [v for k, v in rows[-1].items() if k.endswith("image_token_spread")]
+    assert 0.0 <= spread < 1.5
+
+    with caplog.at_level("WARNING", logger="microvlm.train.loop"):
+        warn_if_blind(
+            {"val/a/image_token_spread": 0.3, "val/b/image_token_spread": 0.0004, "val/b/loss": 0.0}
+        )
+    assert [r.getMessage().split(" = ")[0] for r in caplog.records] == ["val/b/image_token_spread"]
