@@ -52,6 +52,21 @@ class Crash(Exception):
     pass
 
 
+def run_until_checkpoint(recipe, plugins, monkeypatch, step):
+    """Run ``recipe`` and crash right after its step-``step`` checkpoint is written."""
+    prune = ckpt.prune
+
+    def crash_after(out, keep_last):
+        prune(out, keep_last)
+        if ckpt.step_dir(out, step).is_dir():
+            raise Crash
+
+    monkeypatch.setattr(ckpt, "prune", crash_after)
+    with pytest.raises(Crash):
+        run(recipe, plugins, progress=False)
+    monkeypatch.setattr(ckpt, "prune", prune)
+
+
 def test_checkpoints_resume_bitwise(tmp_path, plugins, monkeypatch):
     straight = load(tmp_path, plugins, "a.toml", output_dir=str(tmp_path / "a"), epochs=2, save_every=1)
     run(straight, plugins, progress=False)
@@ -59,17 +74,7 @@ def test_checkpoints_resume_bitwise(tmp_path, plugins, monkeypatch):
 
     # The same recipe, crashing right after the step-3 checkpoint is written (of 4 steps).
     again = load(tmp_path, plugins, "b.toml", output_dir=str(tmp_path / "b"), epochs=2, save_every=1)
-    prune = ckpt.prune
-
-    def crash_after_step_3(out, keep_last):
-        prune(out, keep_last)
-        if (out / "checkpoint_step000003").is_dir():
-            raise Crash
-
-    monkeypatch.setattr(ckpt, "prune", crash_after_step_3)
-    with pytest.raises(Crash):
-        run(again, plugins, progress=False)
-    monkeypatch.setattr(ckpt, "prune", prune)
+    run_until_checkpoint(again, plugins, monkeypatch, 3)
     assert [s for s, _ in ckpt.step_checkpoints(tmp_path / "b")] == [2, 3]  # keep_last = 2
     assert not (tmp_path / "b" / "checkpoint_final").exists()
     run(again, plugins, progress=False)  # rerunning the command resumes at step 3
@@ -212,3 +217,36 @@ def test_validation_reports_the_image_token_spread_and_warns_when_blind(tmp_path
             {"val/a/image_token_spread": 0.3, "val/b/image_token_spread": 0.0004, "val/b/loss": 0.0}
         )
     assert [r.getMessage().split(" = ")[0] for r in caplog.records] == ["val/b/image_token_spread"]
+
+
+def test_micro_step_at_keeps_the_sample_position(caplog):
+    from microvlm.train.state import micro_step_at
+
+    assert micro_step_at(12, batch_size=2, world=1, grad_accum_steps=1) == 6
+    assert micro_step_at(12, batch_size=2, world=2, grad_accum_steps=1) == 3
+    assert micro_step_at(12, batch_size=3, world=2, grad_accum_steps=2) == 2  # 12 = 3 x 2 x 2
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        assert micro_step_at(12, batch_size=4, world=2, grad_accum_steps=1, where="ck") == 1  # 8 of 12
+    assert "continues at sample 8, so 4 samples are seen a second time" in caplog.text
+
+
+def test_resume_with_another_batch_size_continues_at_the_same_sample(tmp_path, plugins, monkeypatch):
+    from microvlm.train.state import RunState
+
+    recipe = load(tmp_path, plugins, epochs=2, save_every=1)  # batch 4, 8 samples: 2 steps an epoch
+    run_until_checkpoint(recipe, plugins, monkeypatch, 3)
+    meta = ckpt.load_meta(tmp_path / "out" / "checkpoint_step000003")
+    assert (meta["epoch"], meta["micro_step"], meta["epoch_samples"], meta["world"]) == (1, 1, 4, 1)
+
+    from microvlm.models.vlm import MicroVLM
+    from microvlm.train.schedule import make_optimizer, make_scheduler
+
+    model = MicroVLM.from_config(recipe.model, plugins)
+    model.set_trainable(recipe.run.train)
+    optimizer = make_optimizer(model, 1e-3, 0.0)
+    scheduler = make_scheduler(optimizer, 0, 4, 0.1)
+    state = RunState.resume(tmp_path / "out", model, optimizer, scheduler, batch_size=2)
+    assert (state.step, state.epoch, state.micro_step) == (3, 1, 2)  # 4 samples = 2 batches of 2
+    state = RunState.resume(tmp_path / "out", model, optimizer, scheduler)  # no batch size: as saved
+    assert state.micro_step == 1

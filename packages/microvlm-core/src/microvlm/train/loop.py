@@ -150,9 +150,12 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
 
     optimizer = make_optimizer(model, run.lr, run.weight_decay)
     scheduler = make_scheduler(optimizer, run.warmup_steps, total_steps, run.min_lr_ratio)
-    state = RunState()
+    state = RunState(world=dist.world)
     if run.resume:
-        state = RunState.resume(out, model, optimizer, scheduler, dist) or state
+        state = (
+            RunState.resume(out, model, optimizer, scheduler, dist, run.batch_size, run.grad_accum_steps)
+            or state
+        )
     train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
     reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)

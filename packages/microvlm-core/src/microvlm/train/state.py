@@ -19,17 +19,25 @@ logger = logging.getLogger(__name__)
 
 @attrs.define
 class RunState:
-    """Where training is: optimizer steps done, epoch, micro-batches done in that epoch."""
+    """Where training is: optimizer steps done, epoch, micro-batches done in that epoch.
+
+    ``micro_step`` counts one process's micro-batches; the checkpoint also records the
+    position in the epoch's sample order (``epoch_samples``) so that a run resumed with another
+    process count or batch size continues from the same sample.
+    """
 
     step: int = 0
     epoch: int = 0
     micro_step: int = 0
+    world: int = 1  # processes of the run that owns this state
 
     def meta(self, recipe: Recipe, plugins: Any) -> dict[str, Any]:
         return {
             "step": self.step,
             "epoch": self.epoch,
             "micro_step": self.micro_step,
+            "epoch_samples": self.micro_step * recipe.run.batch_size * self.world,
+            "world": self.world,
             "run": recipe.run.name,
             "recipe": recipe.source,
             "plugins": plugins.distributions(),
@@ -84,13 +92,24 @@ class RunState:
 
     @classmethod
     def resume(
-        cls, out: Path, model: Any, optimizer: Any, scheduler: Any, dist: DistInfo | None = None
+        cls,
+        out: Path,
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        dist: DistInfo | None = None,
+        batch_size: int | None = None,
+        grad_accum_steps: int = 1,
     ) -> RunState | None:
         """Restore from the newest step checkpoint in ``out``; None if there is none.
 
         In a distributed run each rank takes back its own torch generator states when the
-        checkpoint was written by as many processes.
+        checkpoint was written by as many processes. With ``batch_size`` (this run's, per
+        process) the position in the epoch is recomputed from the samples already used, so
+        that changing the process count or the batch size neither repeats nor skips data
+        (up to one optimizer step's worth when the new step size does not divide it).
         """
+        dist = dist or DistInfo()
         from microvlm.models.weights import apply_weights
 
         found = ckpt.step_checkpoints(out)
@@ -102,10 +121,34 @@ class RunState:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
-        _set_rank_rng(state["rng"].get("by_rank"), dist or DistInfo(), path)
+        _set_rank_rng(state["rng"].get("by_rank"), dist, path)
         meta = ckpt.load_meta(path)
         logger.warning("resuming from %s (step %d)", path, meta["step"])
-        return cls(meta["step"], meta["epoch"], meta["micro_step"])
+        micro_step = meta["micro_step"]
+        if batch_size is not None and "epoch_samples" in meta:
+            micro_step = micro_step_at(meta["epoch_samples"], batch_size, dist.world, grad_accum_steps, path)
+        return cls(meta["step"], meta["epoch"], micro_step, dist.world)
+
+
+def micro_step_at(samples: int, batch_size: int, world: int, grad_accum_steps: int, where: Any = "") -> int:
+    """The micro-step of a run with ``world`` processes of ``batch_size`` that has used the first
+    ``samples`` positions of the epoch order, at an optimizer-step boundary (rounded down)."""
+    per_step = batch_size * world * grad_accum_steps
+    micro = samples // per_step * grad_accum_steps
+    done = micro * batch_size * world
+    if done != samples:
+        logger.warning(
+            "%s: %d samples of this epoch were used; with %d process(es) x batch %d x %d accumulation "
+            "steps the run continues at sample %d, so %d samples are seen a second time",
+            where,
+            samples,
+            world,
+            batch_size,
+            grad_accum_steps,
+            done,
+            samples - done,
+        )
+    return micro
 
 
 def gather_rank_rng(dist: DistInfo) -> dict[str, torch.Tensor]:
@@ -137,4 +180,4 @@ def _set_rank_rng(by_rank: dict[str, torch.Tensor] | None, dist: DistInfo, path:
         torch.cuda.set_rng_state(by_rank["cuda"][dist.rank].clone())
 
 
-__all__ = ["RunState", "gather_rank_rng"]
+__all__ = ["RunState", "gather_rank_rng", "micro_step_at"]
