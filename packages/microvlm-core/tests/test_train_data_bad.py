@@ -25,6 +25,7 @@ from microvlm.train.data import (
     StepSampler,
     build_sources,
 )
+from microvlm.train.dist import DistInfo
 
 
 class Task:
@@ -173,6 +174,34 @@ def test_monitor_raises_as_soon_as_enough_samples_are_seen(samples: list[Sample]
     monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=4)
     with pytest.raises(MicroVLMError, match="2 of 5 samples"):
         monitor.update(Collate(Tokenizer(), 32)([data[j] for j in range(5)]))
+
+
+def other_rank(other: tuple[float, float]) -> DistInfo:
+    """Rank 0 of 2 where the other rank adds ``other`` to every sum (its signal, its over-limit flag)."""
+
+    class OtherRank(DistInfo):
+        def sum(self, values):  # type: ignore[override]
+            return [v + o for v, o in zip(values, other, strict=True)]
+
+    return OtherRank(0, 2)
+
+
+def test_a_distributed_run_stops_on_every_rank_when_one_is_over_the_limit(samples: list[Sample]) -> None:
+    from microvlm.train.loop import stop_flags
+
+    data = _dataset(samples)
+    collate = Collate(Tokenizer(), 32)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=4, defer=True)
+    monitor.update(collate([data[j] for j in range(5)]))  # over the limit: recorded, not raised
+    assert monitor.error is not None and "2 of 5 samples" in str(monitor.error)
+    with pytest.raises(MicroVLMError, match="2 of 5 samples"):  # this rank's own message
+        stop_flags(other_rank((0.0, 0.0)), False, monitor)
+
+    clean = BadDataMonitor(data.sources, max_fraction=0.2, defer=True)
+    assert stop_flags(other_rank((0.0, 0.0)), False, clean) is False
+    assert stop_flags(other_rank((1.0, 0.0)), False, clean) is True  # the other rank got SIGTERM
+    with pytest.raises(MicroVLMError, match="another training process stopped the run"):
+        stop_flags(other_rank((0.0, 1.0)), False, clean)  # the other rank is over the limit
 
 
 def test_monitor_reports_at_the_end_of_an_epoch_and_restores(

@@ -294,7 +294,13 @@ class BadDataMonitor:
     samples it kept.
     """
 
-    def __init__(self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000) -> None:
+    def __init__(
+        self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000, defer: bool = False
+    ) -> None:
+        # defer: record the error for raise_pending() instead of raising where it is found, so
+        # that the processes of a distributed run can stop together (see train.loop.stop_flags)
+        self.defer = defer
+        self.error: MicroVLMError | None = None
         self.names = [s.name for s in sources]
         self.max_fraction = max_fraction
         self.min_seen = min_seen
@@ -339,12 +345,27 @@ class BadDataMonitor:
     def _check(self, k: int) -> None:
         bad = sum(self.reasons[k].values())
         if self.seen[k] and bad / self.seen[k] > self.max_fraction:
-            raise MicroVLMError(
+            error = MicroVLMError(
                 f"{self.names[k]}: {bad} of {self.seen[k]} samples read this epoch were skipped "
                 f"({_reasons(self.reasons[k])}), more than run.max_bad_fraction = {self.max_fraction:g}. "
                 f"Examples: {'; '.join(self.examples[k])}. Repair or re-download these files, or raise "
                 f"run.max_bad_fraction."
             )
+            if not self.defer:
+                raise error
+            self.error = self.error or error
+
+    def raise_pending(self) -> None:
+        """Raise the recorded over-the-limit error; without one, say that another process had it.
+
+        Call it on every process once a collective showed that some process is over the limit.
+        """
+        if self.error is not None:
+            raise self.error
+        raise MicroVLMError(
+            "another training process stopped the run: more bad samples than run.max_bad_fraction "
+            "in its share of the data (its log names the datasets and files)"
+        )
 
     def metrics(self) -> dict[str, float]:
         """This epoch's counts: ``data/skipped``, ``data/skipped/<reason>``, ``data/skipped_fraction``."""

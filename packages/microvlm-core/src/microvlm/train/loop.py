@@ -124,7 +124,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     # Data first: a dataset may write itself on first use (the demo's shapes set, with the
     # tokenizer its language model reads).
     sources = build_sources(recipe.data, plugins)
-    monitor = BadDataMonitor(sources, run.max_bad_fraction)
+    monitor = BadDataMonitor(sources, run.max_bad_fraction, defer=dist.world > 1)
     model = MicroVLM.from_config(with_gradient_checkpointing(recipe), plugins)
     model.set_trainable(run.train)
     if run.init_from:
@@ -218,7 +218,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 state.step += 1
                 reporter.step(state.step, scheduler.get_last_lr()[0], grad_norm)
                 last = state.step >= total_steps
-                stopping = dist.any(stop.signal is not None)  # all ranks stop at the same step
+                stopping = stop_flags(dist, stop.signal is not None, monitor)  # all ranks, same step
                 if stopping or (run.save_every and state.step % run.save_every == 0):
                     rank_rng = gather_rank_rng(dist) if dist.world > 1 else None
                     if dist.is_main:
@@ -235,6 +235,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                     break
             else:
                 skipped = monitor.end_epoch(state.epoch)  # logs counts; stops above the limit
+                stop_flags(dist, False, monitor)
                 if skipped.get("data/skipped"):
                     reporter.log_eval(skipped, state.step)
                 state.epoch += 1
@@ -253,6 +254,16 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             final_evaluation(model, recipe, plugins, progress=progress)  # results.json
     dist.barrier()
     return final
+
+
+def stop_flags(dist: DistInfo, signalled: bool, monitor: BadDataMonitor) -> bool:
+    """Whether any process got SIGTERM/SIGINT; raises on every process when any one of them has
+    more bad samples than allowed. One collective for both, reached by all ranks at the same
+    step, so one rank's stop never leaves the others waiting in an all-reduce."""
+    signalled_any, over_any = dist.sum([float(signalled), float(monitor.error is not None)])
+    if over_any:
+        monitor.raise_pending()
+    return signalled_any > 0
 
 
 def with_gradient_checkpointing(recipe: Recipe) -> ModelConfig:
