@@ -282,7 +282,7 @@ class Collate:
 
 
 class BadDataMonitor:
-    """Counts skipped samples per dataset and reason in the main process; stops a run with too many.
+    """Counts skipped samples per dataset and reason; stops a run with too many.
 
     The runner calls :meth:`update` with every batch, :meth:`end_epoch` after the last batch of an
     epoch (it logs the counts and returns them as metrics), and may save :meth:`state_dict` in its
@@ -292,6 +292,10 @@ class BadDataMonitor:
     bad — checked once it has ``min_seen`` samples in the epoch, and at the end of every epoch.
     Records its builder left out while loading are checked once, at construction, against the
     samples it kept.
+
+    In a distributed run each process counts the batches it reads (its share of the data) with
+    ``defer=True``: an over-the-limit error is recorded, and the runner's per-step collective
+    (:func:`microvlm.train.loop.stop_flags`) makes every process raise at the same step.
     """
 
     def __init__(
