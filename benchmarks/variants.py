@@ -55,14 +55,7 @@ def _forward(
     """MicroVLM.forward with its levers as switches (the defaults are what the model does)."""
     from microvlm.models.vlm import VLMOutput
 
-    B, T = input_ids.shape
-    image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
-    Q = image_tokens.shape[1]
-    text = self.llm.embed(input_ids)  # (B, T, D_l)
-    embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # (B, Q+T, D_l)
-    mask = torch.cat([attention_mask.new_ones(B, Q), attention_mask], dim=1)  # (B, Q+T)
-    hidden = self.llm.hidden_states(embeds, mask if masked else None).hidden_states  # (B, Q+T, D_l)
-    predictors = hidden[:, Q - 1 : Q + T - 1]  # (B, T, D_l)
+    predictors = self.text_predictors(images, input_ids, attention_mask, force_mask=masked)  # (B, T, D_l)
     selected = labels != common.IGNORE
     if full_logits:
         logits = self.llm.lm_head(predictors).float()  # (B, T, V): every position

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
+from microvlm.testing import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 
 pytestmark = [
@@ -36,17 +36,7 @@ max_text_tokens = 24
 
 """
     + TINY_MODEL_TOML
-    + """
-
-[[data]]
-dataset = "coco_caption"
-root = "{coco}"
-split = "train"
-task = "captioning"
-
-[[loggers]]
-name = "jsonl"
-"""
+    + TINY_COCO_DATA_TOML
 )
 STEPS = 16  # 16 images / (2 per process x 2 processes) = 4 steps per epoch, 4 epochs
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from microvlm import load_plugins
 from microvlm.recipe import load_recipe
-from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
+from microvlm.testing import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -47,17 +47,7 @@ max_text_tokens = 32
 
 """
     + TINY_MODEL_TOML
-    + """
-
-[[data]]
-dataset = "coco_caption"
-root = "{coco}"
-split = "train"
-task = "captioning"
-
-[[loggers]]
-name = "jsonl"
-"""
+    + TINY_COCO_DATA_TOML
 )
 
 

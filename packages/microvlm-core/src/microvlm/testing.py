@@ -188,6 +188,19 @@ model = "{llm}"
 """
 )
 
+# Captions of the shapes set's COCO folder (``{coco}``), logged to metrics.jsonl: the data of
+# the integration tests that train real processes (after TINY_MODEL_TOML).
+TINY_COCO_DATA_TOML = """
+[[data]]
+dataset = "coco_caption"
+root = "{coco}"
+split = "train"
+task = "captioning"
+
+[[loggers]]
+name = "jsonl"
+"""
+
 
 @functools.cache
 def _cache_root() -> Path:
@@ -214,6 +227,7 @@ __all__ = [
     "IM_END",
     "IM_START",
     "SPECIAL_TOKENS",
+    "TINY_COCO_DATA_TOML",
     "TINY_MODEL_TOML",
     "TINY_QFORMER_TOML",
     "make_tiny_llm",

@@ -25,13 +25,10 @@ nothing is pickled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -168,33 +165,6 @@ def load_model_weights(
 # -- writing -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``target``; on success fsync it and rename it to ``target``."""
-    from microvlm.train.checkpoint import _fsync_dir, _fsync_file
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        for path in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            (_fsync_file if path.is_file() else _fsync_dir)(path)
-        _fsync_dir(tmp)
-        if target.exists():  # replace: move the old one aside first, then drop it
-            old = target.parent / f".old-{target.name}-{os.getpid()}"
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _check_target(target: Path) -> None:
     """Refuse to replace a folder that is not a previous export (``save_pretrained(".")``)."""
     from microvlm.train.checkpoint import WEIGHTS
@@ -244,7 +214,8 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
     import tomli_w
     from safetensors.torch import save_file
 
-    from microvlm.train.checkpoint import META, WEIGHTS
+    from microvlm.models.weights import weights_to_save
+    from microvlm.train.checkpoint import META, WEIGHTS, atomic_directory
 
     if weights not in ("trainable", "all"):
         raise ValueError(f'weights must be "trainable" or "all", got {weights!r}')
@@ -263,8 +234,7 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
         table, replaced = _offline_table(table)
         tensors = all_tensors(model)
     else:  # what trains, plus weights an earlier stage trained (``model.carried``, if recorded)
-        carried = getattr(model, "carried", None) or set()
-        tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad or n in carried}
+        tensors = weights_to_save(model)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -273,7 +243,7 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
         "replaced": replaced,  # base sources that a weights="all" export does not need
         "quantization": quantization,
     }
-    with _atomic_directory(target) as tmp:
+    with atomic_directory(target) as tmp:
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
             str(tmp / WEIGHTS),

@@ -124,6 +124,33 @@ class MicroVLM(nn.Module):
 
     # -- training ------------------------------------------------------------------------
 
+    def text_predictors(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        force_mask: bool = False,
+    ) -> torch.Tensor:
+        """Decoder states ``[B, T, D_l]`` of ``[image][text]``; row ``t`` predicts ``input_ids[:, t]``.
+
+        ``force_mask`` passes the padding mask to the decoder even for right-padded batches
+        (where the outputs at real positions are the same without it; benchmarks compare both).
+        """
+        B, T = input_ids.shape
+        image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
+        Q = image_tokens.shape[1]
+        text = self.llm.embed(input_ids)  # (B, T, D_l)
+        embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # (B, Q+T, D_l)
+        mask = torch.cat([attention_mask.new_ones(B, Q), attention_mask], dim=1)  # (B, Q+T)
+        # Right padding under a causal mask: no real position sees a pad, so the decoder runs
+        # unmasked (SDPA's causal kernel, KV heads not copied per query head, no [B, 1, S, S]
+        # mask) with the same outputs at every real position.
+        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
+        unmasked = right_padded and not force_mask
+        hidden = self.llm.hidden_states(embeds, None if unmasked else mask).hidden_states  # (B, Q+T, D_l)
+        # The token at text position t is predicted from sequence position Q + t - 1.
+        return hidden[:, Q - 1 : Q + T - 1]  # (B, T, D_l)
+
     def forward(
         self,
         images: torch.Tensor,
@@ -139,26 +166,14 @@ class MicroVLM(nn.Module):
         :param attention_mask: ``[B, T]``, 1 for real tokens.
         :param labels: ``[B, T]``, the target token ids, ``-100`` elsewhere.
         """
-        B, T = input_ids.shape
-        image_tokens, _ = self.image_embeddings(images)  # (B, Q, D_l)
-        Q = image_tokens.shape[1]
-        text = self.llm.embed(input_ids)  # (B, T, D_l)
-        embeds = torch.cat([image_tokens.to(text.dtype), text], dim=1)  # (B, Q+T, D_l)
-        mask = torch.cat([attention_mask.new_ones(B, Q), attention_mask], dim=1)  # (B, Q+T)
-        # Right padding under a causal mask: no real position sees a pad, so the decoder runs
-        # unmasked (SDPA's causal kernel, KV heads not copied per query head, no [B, 1, S, S]
-        # mask) with the same outputs at every real position.
-        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
-        hidden = self.llm.hidden_states(embeds, None if right_padded else mask).hidden_states  # (B, Q+T, D_l)
+        predictors = self.text_predictors(images, input_ids, attention_mask)  # (B, T, D_l)
         if labels is None:
             return VLMOutput(None, 0)
-        # The token at text position t is predicted from sequence position Q + t - 1.
-        predictors = hidden[:, Q - 1 : Q + T - 1]  # (B, T, D_l)
         selected = labels != IGNORE  # (B, T)
         picked = predictors[selected]  # (M, D_l): labelled positions only
         n = int(selected.sum())
         if n == 0:
-            zero = hidden.sum() * 0.0  # keeps the graph connected (DDP) with a zero loss
+            zero = predictors.sum() * 0.0  # keeps the graph connected (DDP) with a zero loss
             return VLMOutput(zero, 0)
         loss = self.llm.loss(picked, labels[selected])  # lm_head on the M rows only, (M, V) logits
         return VLMOutput(loss, n, picked if return_hidden else None)

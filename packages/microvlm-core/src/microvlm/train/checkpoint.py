@@ -15,12 +15,14 @@ checkpoint intact (and a ``.tmp-*`` folder that the next save removes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``target``; when the block succeeds, fsync every file
+    in it, then rename it to ``target`` (replacing a previous one). On failure the temporary
+    folder is removed and ``target`` is untouched. Leftovers of crashed writers are removed
+    first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".tmp-{target.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for path in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # deepest first
+            (_fsync_file if path.is_file() else _fsync_dir)(path)
+        _fsync_dir(tmp)
+        if target.exists():  # replace: move the old one aside first, then drop it
+            old = target.parent / f".old-{target.name}-{os.getpid()}"
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_checkpoint(
     target: Path,
     weights: dict[str, torch.Tensor],
@@ -99,28 +131,13 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".tmp-{target.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
-    if state is not None:
-        torch.save(state, tmp / STATE)
-    (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
-    for name, text in (extra_files or {}).items():
-        (tmp / name).write_text(text)
-    for f in tmp.iterdir():
-        _fsync_file(f)
-    _fsync_dir(tmp)
-    if target.exists():  # replace: move the old one aside first, then drop it
-        old = target.parent / f".old-{target.name}-{os.getpid()}"
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
-    _fsync_dir(target.parent)
+    with atomic_directory(target) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+        if state is not None:
+            torch.save(state, tmp / STATE)
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return target
 
 

@@ -159,13 +159,14 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
     reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)
-    max_text = text_token_budget(run.max_text_tokens, model.num_queries, _max_positions(model))
+    positions = _max_positions(model)
+    max_text = text_token_budget(run.max_text_tokens, model.num_queries, positions)
     if max_text < run.max_text_tokens and dist.is_main:
         logger.warning(
             "run.max_text_tokens %d + %d image tokens exceed the LLM's %s positions: texts are cut at %d",
             run.max_text_tokens,
             model.num_queries,
-            _max_positions(model),
+            positions,
             max_text,
         )
     collate = Collate(tokenizer, max_text)  # cuts every sequence the same way on every rank
