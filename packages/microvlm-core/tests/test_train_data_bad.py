@@ -176,32 +176,40 @@ def test_monitor_raises_as_soon_as_enough_samples_are_seen(samples: list[Sample]
         monitor.update(Collate(Tokenizer(), 32)([data[j] for j in range(5)]))
 
 
-def other_rank(other: tuple[float, float]) -> DistInfo:
-    """Rank 0 of 2 where the other rank adds ``other`` to every sum (its signal, its over-limit flag)."""
+def other_rank(signal: float = 0.0, seen: float = 0.0, bad: float = 0.0) -> DistInfo:
+    """Rank 0 of 2, where the other rank adds its SIGTERM flag and its counts of the one data entry."""
 
     class OtherRank(DistInfo):
         def sum(self, values):  # type: ignore[override]
-            return [v + o for v, o in zip(values, other, strict=True)]
+            assert len(values) == 3  # [signal, seen, bad]: the loop's one collective
+            return [v + o for v, o in zip(values, (signal, seen, bad), strict=True)]
 
     return OtherRank(0, 2)
 
 
-def test_a_distributed_run_stops_on_every_rank_when_one_is_over_the_limit(samples: list[Sample]) -> None:
+def test_a_distributed_run_judges_the_counts_of_all_processes_together(samples: list[Sample]) -> None:
     from microvlm.train.loop import stop_flags
 
-    data = _dataset(samples)
+    data = _dataset(samples)  # samples 0..4 hold 2 bad ones
     collate = Collate(Tokenizer(), 32)
-    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=4, defer=True)
-    monitor.update(collate([data[j] for j in range(5)]))  # over the limit: recorded, not raised
-    assert monitor.error is not None and "2 of 5 samples" in str(monitor.error)
-    with pytest.raises(MicroVLMError, match="2 of 5 samples"):  # this rank's own message
-        stop_flags(other_rank((0.0, 0.0)), False, monitor)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, defer=True)
+    monitor.update(collate([data[j] for j in range(5)]))  # 2 of 5 here: not judged alone
+    assert stop_flags(other_rank(seen=5.0), False, monitor) is False  # 2 of 10 in all: within 20 %
+    with pytest.raises(MicroVLMError) as info:  # 3 of 10 in all, on every rank at the same step
+        stop_flags(other_rank(seen=5.0, bad=1.0), False, monitor)
+    message = str(info.value)
+    assert "toy/caption: 3 of 10 samples" in message and "by the 2 training processes" in message
+    assert "This process skipped 2" in message and "0.jpg (missing)" in message
 
-    clean = BadDataMonitor(data.sources, max_fraction=0.2, defer=True)
-    assert stop_flags(other_rank((0.0, 0.0)), False, clean) is False
-    assert stop_flags(other_rank((1.0, 0.0)), False, clean) is True  # the other rank got SIGTERM
-    with pytest.raises(MicroVLMError, match="another training process stopped the run"):
-        stop_flags(other_rank((0.0, 1.0)), False, clean)  # the other rank is over the limit
+    clean = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, defer=True)
+    clean.update(collate([data[j] for j in range(5, 7)]))  # 2 good samples
+    assert stop_flags(other_rank(seen=4.0, bad=4.0), False, clean) is False  # 4 of 6: fewer than min_seen
+    assert stop_flags(other_rank(signal=1.0), False, clean) is True  # the other rank got SIGTERM
+    with pytest.raises(MicroVLMError, match="this process read none of them"):
+        stop_flags(other_rank(seen=6.0, bad=4.0), False, clean)  # 4 of 8, all on the other rank
+    with pytest.raises(MicroVLMError, match="4 of 6 samples"):  # at the end of an epoch: no minimum
+        stop_flags(other_rank(seen=4.0, bad=4.0), False, clean, epoch_end=True)
+    assert clean.metrics()["data/skipped"] == 4.0  # the sums of all processes, for rank 0's log
 
 
 def test_monitor_reports_at_the_end_of_an_epoch_and_restores(

@@ -293,18 +293,17 @@ class BadDataMonitor:
     Records its builder left out while loading are checked once, at construction, against the
     samples it kept.
 
-    In a distributed run each process counts the batches it reads (its share of the data) with
-    ``defer=True``: an over-the-limit error is recorded, and the runner's per-step collective
-    (:func:`microvlm.train.loop.stop_flags`) makes every process raise at the same step.
+    In a distributed run (``defer=True``) each process counts the batches it reads and checks
+    nothing itself: the runner's per-step collective (:func:`microvlm.train.loop.stop_flags`) sums
+    every process's :meth:`counts` and :meth:`check_totals` judges those sums, so the limit applies
+    to the data as a whole and every process stops at the same step with the same message.
     """
 
     def __init__(
         self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000, defer: bool = False
     ) -> None:
-        # defer: record the error for raise_pending() instead of raising where it is found, so
-        # that the processes of a distributed run can stop together (see train.loop.stop_flags)
-        self.defer = defer
-        self.error: MicroVLMError | None = None
+        self.defer = defer  # distributed: only check_totals() judges (the sums over all processes)
+        self.totals: list[float] | None = None  # the last sums check_totals() saw (distributed)
         self.names = [s.name for s in sources]
         self.max_fraction = max_fraction
         self.min_seen = min_seen
@@ -342,33 +341,51 @@ class BadDataMonitor:
             if len(self.examples[bad.source]) < MAX_EXAMPLES:
                 self.examples[bad.source].append(f"{bad.where} ({bad.reason})")
             touched.add(bad.source)
+        if self.defer:
+            return
         for k in touched:
             if self.seen[k] >= self.min_seen:
-                self._check(k)
+                self._check(k, self.seen[k], sum(self.reasons[k].values()))
 
-    def _check(self, k: int) -> None:
-        bad = sum(self.reasons[k].values())
-        if self.seen[k] and bad / self.seen[k] > self.max_fraction:
-            error = MicroVLMError(
-                f"{self.names[k]}: {bad} of {self.seen[k]} samples read this epoch were skipped "
-                f"({_reasons(self.reasons[k])}), more than run.max_bad_fraction = {self.max_fraction:g}. "
-                f"Examples: {'; '.join(self.examples[k])}. Repair or re-download these files, or raise "
-                f"run.max_bad_fraction."
-            )
-            if not self.defer:
-                raise error
-            self.error = self.error or error
+    def counts(self) -> list[float]:
+        """This epoch's ``[seen_0, ..., seen_K-1, bad_0, ..., bad_K-1]``: what a distributed run sums."""
+        return [float(n) for n in self.seen] + [float(sum(r.values())) for r in self.reasons]
 
-    def raise_pending(self) -> None:
-        """Raise the recorded over-the-limit error; without one, say that another process had it.
+    def check_totals(self, totals: Sequence[float], world: int, epoch_end: bool = False) -> None:
+        """Raise when a dataset is over the limit in ``totals``, the sum of every process's :meth:`counts`.
 
-        Call it on every process once a collective showed that some process is over the limit.
+        Checked once a dataset has ``min_seen`` samples in all, and always at ``epoch_end``. Every
+        process gets the same sums, so every process raises at the same step.
         """
-        if self.error is not None:
-            raise self.error
+        K = len(self.names)
+        if len(totals) != 2 * K:
+            raise ValueError(f"expected {2 * K} summed counts, got {len(totals)}")
+        self.totals = [float(v) for v in totals]
+        for k in range(K):
+            seen, bad = int(totals[k]), int(totals[K + k])
+            if bad and (epoch_end or seen >= self.min_seen):
+                self._check(k, seen, bad, world)
+
+    def _check(self, k: int, seen: int, bad: int, world: int = 1) -> None:
+        if not seen or bad / seen <= self.max_fraction:
+            return
+        here = sum(self.reasons[k].values())
+        if world == 1:
+            detail = f"({_reasons(self.reasons[k])}). Examples: {'; '.join(self.examples[k])}."
+        elif here:
+            detail = (
+                f"by the {world} training processes. This process skipped {here} "
+                f"({_reasons(self.reasons[k])}), e.g. {'; '.join(self.examples[k])}."
+            )
+        else:
+            detail = (
+                f"by the {world} training processes; the logs of the others name the files "
+                f"(this process read none of them)."
+            )
         raise MicroVLMError(
-            "another training process stopped the run: more bad samples than run.max_bad_fraction "
-            "in its share of the data (its log names the datasets and files)"
+            f"{self.names[k]}: {bad} of {seen} samples read this epoch were skipped {detail} "
+            f"That is more than run.max_bad_fraction = {self.max_fraction:g}: repair or re-download "
+            f"these files, or raise run.max_bad_fraction."
         )
 
     def metrics(self) -> dict[str, float]:
@@ -378,6 +395,10 @@ class BadDataMonitor:
             epoch.update(reasons)
         seen = sum(self.seen)
         out = {"data/skipped": float(sum(epoch.values()))}
+        if self.totals is not None:  # distributed: every process's samples (reasons: this process's)
+            K = len(self.names)
+            seen = int(sum(self.totals[:K]))
+            out["data/skipped"] = float(sum(self.totals[K:]))
         out.update({f"data/skipped/{reason}": float(n) for reason, n in sorted(epoch.items())})
         out["data/skipped_fraction"] = out["data/skipped"] / seen if seen else 0.0
         return out
@@ -397,12 +418,14 @@ class BadDataMonitor:
                     _reasons(self.reasons[k]),
                     "; ".join(self.examples[k]),
                 )
-            self._check(k)
+            if not self.defer:
+                self._check(k, self.seen[k], bad)
         if not metrics["data/skipped"]:
             logger.info("epoch %d: no bad samples", epoch)
         self.seen = [0] * len(self.names)
         self.reasons = [Counter() for _ in self.names]
         self.examples = [[] for _ in self.names]
+        self.totals = None
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -235,8 +235,8 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 if last:
                     break
             else:
+                stop_flags(dist, False, monitor, epoch_end=True)  # distributed: the epoch's sums
                 skipped = monitor.end_epoch(state.epoch)  # logs counts; stops above the limit
-                stop_flags(dist, False, monitor)
                 if skipped.get("data/skipped"):
                     reporter.log_eval(skipped, state.step)
                 state.epoch += 1
@@ -257,14 +257,15 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     return final
 
 
-def stop_flags(dist: DistInfo, signalled: bool, monitor: BadDataMonitor) -> bool:
-    """Whether any process got SIGTERM/SIGINT; raises on every process when any one of them has
-    more bad samples than allowed. One collective for both, reached by all ranks at the same
-    step, so one rank's stop never leaves the others waiting in an all-reduce."""
-    signalled_any, over_any = dist.sum([float(signalled), float(monitor.error is not None)])
-    if over_any:
-        monitor.raise_pending()
-    return signalled_any > 0
+def stop_flags(dist: DistInfo, signalled: bool, monitor: BadDataMonitor, epoch_end: bool = False) -> bool:
+    """Whether any process got SIGTERM/SIGINT; in a distributed run, also raises on every process
+    when a dataset has more bad samples than allowed in all processes' counts together. One
+    collective for both, reached by all ranks at the same step, so one rank's stop never leaves the
+    others waiting in an all-reduce."""
+    sums = dist.sum([float(signalled), *monitor.counts()])
+    if monitor.defer:
+        monitor.check_totals(sums[1:], dist.world, epoch_end=epoch_end)
+    return sums[0] > 0
 
 
 def with_gradient_checkpointing(recipe: Recipe) -> ModelConfig:
