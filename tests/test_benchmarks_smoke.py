@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--size", "small", "--threads", "1", "--repeats", "1"]
 
 
-def run_script(name, *args):
+def run_script(name, *args, common=SMALL):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / name), *SMALL, *args],
+        [sys.executable, str(ROOT / "benchmarks" / name), *common, *args],
         check=False,
         capture_output=True,
         text=True,
@@ -58,3 +58,29 @@ def test_generate_small_json():
     for rec in records:
         assert positive(rec["ratio_tokens_per_s"]), rec
         assert rec["new_tokens"] == 4
+
+
+def test_demo_ceiling_trains_and_scores_with_the_vqa_metric(tmp_path):
+    out = run_script(
+        "demo_ceiling.py",
+        *("--steps", "4", "--eval-every", "2", "--held-out", "24", "--json"),
+        *("--tokenizer", str(tmp_path / "none"), "--demo-results", str(tmp_path / "none.json")),
+        common=(),  # not a BLIP-2 comparison: no --size / --repeats
+    )
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert rec["benchmark"] == "demo_ceiling" and rec["steps"] == 4 and rec["demo"] is None
+    assert rec["tokenizer"].startswith("trained on")  # no demo tokenizer: one trained on fresh texts
+    assert [c["step"] for c in rec["curve"]] == [2, 4]
+    assert all(math.isfinite(c["loss"]) and c["loss"] > 0 for c in rec["curve"])
+    assert 0.0 <= rec["accuracy"] <= 1.0 and 0.0 < rec["majority_baseline"] < 1.0
+    assert rec["accuracy"] == rec["curve"][-1]["accuracy"]
+    # the vqa task's per-type metric: the shapes generator's question types, each beside its baseline
+    assert set(rec["by_type"]) <= {
+        "how_many",
+        "is_the",
+        "is_there_a",
+        "what",
+        "what_color_is_the",
+        "where_is_the",
+    }
+    assert all(set(v) == {"accuracy", "majority_baseline"} for v in rec["by_type"].values())
