@@ -1,20 +1,22 @@
-"""The offline demo's language-side ceiling: VQA accuracy of its LM when the image tokens are perfect.
+"""The offline demo's language-side ceiling: what its LM learns when the image tokens are perfect.
 
 The demo (recipes/demo.toml) answers about half its shapes questions (majority baseline: about a
-third). This asks whether what holds it back is what the encoder and Q-Former extract from the
-pixels, or how fast its from-scratch language model learns to look things up. The image tokens
-here come straight from each scene's ground truth, one token per shape (learned embeddings of
-its colour, kind and size, plus an MLP of its box at the same scale; a learned "empty" token pads to four), so
-nothing is left to vision. The rest is the demo's: the LM configuration (recipes/demo/llm), the
-tokenizer (data/shapes-demo/tokenizer when the demo has run, else one trained on a fresh sample
-of shapes texts), the VQA prompt, AdamW with the runner's parameter groups, the warm-up + cosine
-schedule, batch size and learning rate. Training questions come from fresh scenes every step;
-a fixed held-out set is answered greedily and scored with the vqa task's own metric (VQAv2
-accuracy over ten simulated annotators, per question type, beside the majority answer), and
-the demo's results.json, when present, sits beside it (same question generator, its own
-held-out images).
+third) and almost no grounding. This asks whether what holds it back is what the encoder and
+Q-Former extract from the pixels, or how fast its from-scratch language model learns to look
+things up. The image tokens here come straight from each scene's ground truth, one token per
+shape (learned embeddings of its colour, kind and size plus an MLP of its box at the same scale;
+a learned "empty" token pads to four), so nothing is left to vision. The rest is the demo's: the
+LM configuration (recipes/demo/llm), the tokenizer (data/shapes-demo/tokenizer when the demo has
+run, else one trained on a fresh sample of shapes texts), the tasks plugin's vqa / grounding /
+captioning tasks with their prompts, target formats and metrics, AdamW with the runner's
+parameter groups, the warm-up + cosine schedule, batch size and learning rate. Training items
+come from fresh scenes every step; a fixed held-out set is answered greedily and scored with the
+task's own metric (vqa: VQAv2 accuracy over ten simulated annotators per question type, beside
+the majority answer; grounding: Acc@0.5, mIoU), with the demo's results.json beside it when
+present (same generator, its own held-out images).
 
-    python benchmarks/demo_ceiling.py                       # 1000 steps (the demo's stage 4 length)
+    python benchmarks/demo_ceiling.py                       # vqa, 1000 steps (demo stage 4's length)
+    python benchmarks/demo_ceiling.py --task grounding      # referring expression -> box
     python benchmarks/demo_ceiling.py --steps 3000 --json   # longer; one JSON line at the end
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import re
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
@@ -40,17 +44,17 @@ from common import emit_json, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = 4  # the shapes set has at most four shapes
-PROMPT = "Question: {question} Answer:"  # the vqa task's training and evaluation prompt
-CAPTION_PROMPT = "Describe this image."  # the captioning task's evaluation prompt
+MAX_TEXT_TOKENS = 96  # the demo's run.max_text_tokens
 
 
 class SceneTokens(nn.Module):
     """Perfect image tokens: one per shape, ``[B, SLOTS, D]``."""
 
-    def __init__(self, width: int, image_size: int) -> None:
+    def __init__(self, width: int, image_size: int, box_scale: float = 1.0) -> None:
         from microvlm_datasets.shapes.scene import COLOURS, KINDS
 
         super().__init__()
+        self.box_scale = box_scale  # how strongly the position enters the token, against the attributes
         self.colours, self.kinds, self.image_size = list(COLOURS), list(KINDS), image_size
         self.colour = nn.Embedding(len(self.colours) + 1, width)  # index 0: no shape
         self.kind = nn.Embedding(len(self.kinds) + 1, width)
@@ -70,34 +74,62 @@ class SceneTokens(nn.Module):
                 s[b, i] = 1 + (shape.size == "large")
                 box[b, i] = torch.tensor([x, y, x + w, y + h]) / self.image_size
         shown = (s > 0).unsqueeze(-1)  # (B, SLOTS, 1): padding slots get no box term
-        return self.colour(c) + self.kind(k) + self.size(s) + self.box(box) * shown  # (B, SLOTS, D)
+        return (
+            self.colour(c) + self.kind(k) + self.size(s) + self.box(box) * shown * self.box_scale
+        )  # (B, SLOTS, D)
 
 
-def draw_questions(rng: np.random.Generator, n: int, image_size: int) -> list[tuple]:
-    """``n`` (scene, QA, ten annotator answers), one question of a fresh scene each."""
+def make_tasks() -> dict:
+    """The tasks plugin's own vqa, grounding and captioning tasks, default settings (as the demo)."""
+    from microvlm_tasks.captioning import build_captioning
+    from microvlm_tasks.config import CaptioningConfig, GroundingConfig, VQAConfig
+    from microvlm_tasks.grounding import build_grounding
+    from microvlm_tasks.vqa import build_vqa
+
+    return {
+        "vqa": build_vqa(VQAConfig()),
+        "grounding": build_grounding(GroundingConfig()),
+        "captioning": build_captioning(CaptioningConfig()),
+    }
+
+
+def draw(rng: np.random.Generator, n: int, image_size: int, task: str) -> list[tuple]:
+    """``n`` items ``(scene, Sample, task)`` of fresh scenes, as the shapes set writes them:
+    a question (with ten simulated annotators' answers), a referring expression and its box, or
+    the scene's captions."""
+    from microvlm.data import Box, ImageRef, Sample
     from microvlm_datasets.shapes.scene import sample_scene
-    from microvlm_datasets.shapes.text import annotator_answers, questions
+    from microvlm_datasets.shapes.text import annotator_answers, captions, expressions, questions
 
     out = []
-    for _ in range(n):
+    for i in range(n):
         scene = sample_scene(rng, image_size)
-        options = questions(scene, rng)
-        qa = options[int(rng.integers(len(options)))]
-        out.append((scene, qa, [a for a, _ in annotator_answers(qa, rng)]))
+        image = ImageRef(path=f"scene-{i}", size=(image_size, image_size))  # never opened
+        if task == "vqa":
+            options = questions(scene, rng)
+            qa = options[int(rng.integers(len(options)))]
+            meta = {"question_type": qa.question_type, "multiple_choice_answer": qa.answer}
+            answers = tuple(a for a, _ in annotator_answers(qa, rng))
+            sample = Sample(str(i), image, "shapes", question=qa.question, answers=answers, meta=meta)
+            sample = attrs.evolve(sample, answer_type=qa.answer_type)
+        elif task == "grounding":
+            shape = scene.shapes[int(rng.integers(len(scene.shapes)))]
+            options = expressions(scene, shape, rng)
+            expression = options[int(rng.integers(len(options)))]
+            sample = Sample(str(i), image, "shapes", expression=expression, box=Box.from_xywh(*shape.box))
+        else:
+            sample = Sample(str(i), image, "shapes", captions=tuple(captions(scene, rng)))
+        out.append((scene, sample, task))
     return out
 
 
-def mixed_batch(rng: np.random.Generator, n: int, image_size: int, caption_share: float) -> list[tuple]:
-    """``n`` training examples: questions, and about ``caption_share`` of them captions (as the
-    demo's stages mix in captioning): ``(scene, None, caption)``."""
-    from microvlm_datasets.shapes.text import captions
-
-    batch = draw_questions(rng, n, image_size)
-    for i, (scene, _, _) in enumerate(batch):
-        if rng.random() < caption_share:
-            options = captions(scene, rng)
-            batch[i] = (scene, None, options[int(rng.integers(len(options)))])
-    return batch
+def mixed_batch(
+    rng: np.random.Generator, n: int, image_size: int, task: str, caption_share: float
+) -> list[tuple]:
+    """``n`` training items of ``task``, about ``caption_share`` of them captions instead (as the
+    demo's stages mix captioning in)."""
+    captioned = int((rng.random(n) < caption_share).sum())
+    return draw(rng, n - captioned, image_size, task) + draw(rng, captioned, image_size, "captioning")
 
 
 def tokenizer_for(path: Path | None, image_size: int):
@@ -107,67 +139,58 @@ def tokenizer_for(path: Path | None, image_size: int):
     if path is not None and path.is_dir():
         return AutoTokenizer.from_pretrained(str(path)), str(path)
     from microvlm.llm.tokenizer import train_chatml_tokenizer
-    from microvlm_datasets.shapes.text import captions
     from microvlm_datasets.shapes.tokenizer import PROMPT_WORDS
 
     rng = np.random.default_rng(99)
     texts = [PROMPT_WORDS]
-    for scene, qa, _ in draw_questions(rng, 2000, image_size):
-        texts += [qa.question, qa.answer, *captions(scene, rng)]
+    for task in ("vqa", "grounding", "captioning"):
+        for _, sample, _ in draw(rng, 1000, image_size, task):
+            texts += [sample.question, *sample.answers, sample.expression, *sample.captions]
     out = Path(tempfile.mkdtemp(prefix="ceiling-tok-"))
     train_chatml_tokenizer(iter(texts), out, vocab_size=1024)
-    return AutoTokenizer.from_pretrained(str(out)), "trained on 2,000 fresh scenes' texts"
+    return AutoTokenizer.from_pretrained(str(out)), "trained on 3,000 fresh scenes' texts"
 
 
 class Ceiling:
     """The demo's LM reading perfect scene tokens."""
 
-    def __init__(self, llm_dir: Path, tokenizer, image_size: int) -> None:
+    def __init__(self, llm_dir: Path, tokenizer, image_size: int, box_scale: float = 1.0) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         config = AutoConfig.from_pretrained(str(llm_dir))
         config.vocab_size = max(config.vocab_size, len(tokenizer))
         self.lm = AutoModelForCausalLM.from_config(config).float()
-        self.scene = SceneTokens(config.hidden_size, image_size)
+        self.scene = SceneTokens(config.hidden_size, image_size, box_scale)
         self.tok = tokenizer
         self.eos = tokenizer.eos_token_id
 
     def parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [*self.lm.named_parameters(), *(("scene." + n, p) for n, p in self.scene.named_parameters())]
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False).input_ids
+    def loss(self, batch: list[tuple], tasks: dict, rng: random.Random) -> torch.Tensor:
+        from microvlm.models.text import IGNORE, collate_text
 
-    def loss(self, batch: list[tuple]) -> torch.Tensor:
-        rows, labels = [], []
-        for _, qa, answers in batch:
-            if qa is None:  # a caption example (--caption-share): answers holds the caption
-                prompt, target = self._ids(CAPTION_PROMPT), [*self._ids(" " + answers), self.eos]
-            else:
-                prompt = self._ids(PROMPT.format(question=qa.question))
-                target = [*self._ids(" " + qa.answer), self.eos]
-            rows.append(prompt + target)
-            labels.append([-100] * len(prompt) + target)
-        T = max(map(len, rows))
-        ids = torch.tensor([r + [self.eos] * (T - len(r)) for r in rows])  # (B, T), right-padded
-        lab = torch.tensor([r + [-100] * (T - len(r)) for r in labels])  # (B, T)
+        examples = [tasks[task].example(sample, rng, self.tok) for _, sample, task in batch]
+        text = collate_text(examples, self.tok, MAX_TEXT_TOKENS)  # right-padded (B, T)
         image = self.scene([scene for scene, _, _ in batch])  # (B, SLOTS, D)
-        embeds = torch.cat([image, self.lm.get_input_embeddings()(ids)], dim=1)  # (B, SLOTS+T, D)
+        embeds = torch.cat([image, self.lm.get_input_embeddings()(text.input_ids)], dim=1)  # (B, SLOTS+T, D)
+        # right padding under a causal mask: no real position sees a pad
         hidden = self.lm.model(inputs_embeds=embeds).last_hidden_state[:, SLOTS - 1 : -1]  # (B, T, D)
-        picked = lab != -100
-        return nn.functional.cross_entropy(self.lm.lm_head(hidden[picked]), lab[picked])
+        picked = text.labels != IGNORE
+        return nn.functional.cross_entropy(self.lm.lm_head(hidden[picked]), text.labels[picked])
 
     @torch.no_grad()
-    def answer(self, batch: list[tuple], max_new_tokens: int = 4) -> list[str]:
-        """Greedy answers, one question at a time (no padding to reason about)."""
+    def answer(self, items: list[tuple], tasks: dict) -> list[str]:
+        """Greedy generations, one item at a time (no padding to reason about)."""
         out = []
-        for scene, qa, _ in batch:
-            ids = torch.tensor([self._ids(PROMPT.format(question=qa.question))])
+        for scene, sample, task in items:
+            prompt = tasks[task].eval_prompt(sample, self.tok)
+            ids = torch.tensor([self.tok(prompt, add_special_tokens=False).input_ids])  # (1, T)
             image = self.scene([scene])  # (1, SLOTS, D)
             new: list[int] = []
-            for _ in range(max_new_tokens):
+            for _ in range(tasks[task].max_new_tokens):
                 text = self.lm.get_input_embeddings()(ids)
-                logits = self.lm(inputs_embeds=torch.cat([image, text], dim=1)).logits[0, -1]
+                logits = self.lm(inputs_embeds=torch.cat([image, text], dim=1)).logits[0, -1]  # (V,)
                 token = int(logits.argmax())
                 if token == self.eos:
                     break
@@ -177,28 +200,13 @@ class Ceiling:
         return out
 
 
-def score(model: Ceiling, held_out: list[tuple]) -> dict[str, float | str]:
-    """The vqa task's metric on the held-out questions: accuracy, per type, majority baseline."""
-    from microvlm.data import ImageRef, Sample
-    from microvlm_tasks.config import VQAConfig
-    from microvlm_tasks.vqa import VQATask
-
+def score(model: Ceiling, held_out: list[tuple], tasks: dict) -> dict[str, float | str]:
+    """The task's own metric on the held-out items (vqa: accuracy per type beside the majority)."""
     model.lm.eval()
-    predictions = model.answer(held_out)
+    predictions = model.answer(held_out, tasks)
     model.lm.train()
-    samples = [
-        Sample(
-            str(i),
-            ImageRef(path="scene"),
-            "shapes",
-            question=qa.question,
-            answers=tuple(answers),
-            answer_type=qa.answer_type,
-            meta={"question_type": qa.question_type, "multiple_choice_answer": qa.answer},
-        )
-        for i, (_, qa, answers) in enumerate(held_out)
-    ]
-    return VQATask(VQAConfig()).score(predictions, samples)
+    task = held_out[0][2]
+    return tasks[task].score(predictions, [sample for _, sample, _ in held_out])
 
 
 def by_type(scores: dict) -> dict[str, dict[str, float]]:
@@ -210,24 +218,32 @@ def by_type(scores: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def demo_results(path: Path) -> dict | None:
+HEADLINE = {"vqa": "accuracy", "grounding": "acc@0.5"}  # the figure results.json reports per task
+
+
+def demo_results(path: Path, task: str) -> dict | None:
+    """The demo's own figures for ``task`` from its results.json, if it has run."""
     if not path.is_file():
         return None
-    vqa = json.loads(path.read_text()).get("vqa")
-    return vqa if isinstance(vqa, dict) else None
+    entry = json.loads(path.read_text()).get(task)
+    return entry if isinstance(entry, dict) else None
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--task", choices=sorted(HEADLINE), default="vqa", help="what the LM learns and is scored on"
+    )
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (demo stage 4: 1000)")
     p.add_argument("--eval-every", type=int, default=250, help="score the held-out set every N steps")
-    p.add_argument("--held-out", type=int, default=500, help="held-out questions (the demo evaluates 500)")
+    p.add_argument("--held-out", type=int, default=500, help="held-out items (the demo evaluates 500)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument(
         "--caption-share", type=float, default=0.0, help="share of training examples that are captions (0-1)"
     )
+    p.add_argument("--box-scale", type=float, default=1.0, help="weight of the box term in each token")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the demo uses 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--llm", type=Path, default=ROOT / "recipes" / "demo" / "llm", help="LM config folder")
@@ -241,17 +257,21 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    data_rng = random.Random(args.seed)  # the tasks' own choices (e.g. which caption)
+    tasks = make_tasks()
     tokenizer, tokenizer_from = tokenizer_for(args.tokenizer, args.image_size)
-    model = Ceiling(args.llm, tokenizer, args.image_size)
+    model = Ceiling(args.llm, tokenizer, args.image_size, args.box_scale)
     params = model.parameters()
     optimizer = torch.optim.AdamW(param_groups(params, 0.01), lr=args.lr)
     scheduler = make_scheduler(optimizer, args.warmup, args.steps, 0.05)
-    held_out = draw_questions(np.random.default_rng([args.seed, 1]), args.held_out, args.image_size)
+    held_out = draw(np.random.default_rng([args.seed, 1]), args.held_out, args.image_size, args.task)
     train_rng = np.random.default_rng([args.seed, 0])
+    metric = HEADLINE[args.task]
 
     curve, losses, start = [], [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        loss = model.loss(mixed_batch(train_rng, args.batch_size, args.image_size, args.caption_share))
+        batch = mixed_batch(train_rng, args.batch_size, args.image_size, args.task, args.caption_share)
+        loss = model.loss(batch, tasks, data_rng)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         optimizer.step()
@@ -259,67 +279,81 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
         if step % args.eval_every == 0 or step == args.steps:
-            scores = score(model, held_out)
-            curve.append(
-                {
-                    "step": step,
-                    "samples": step * args.batch_size,
-                    "loss": sum(losses[-args.eval_every :]) / len(losses[-args.eval_every :]),
-                    "accuracy": scores["accuracy"],
-                    "by_type": {k: v["accuracy"] for k, v in by_type(scores).items()},
-                }
-            )
+            scores = score(model, held_out, tasks)
+            point = {
+                "step": step,
+                "samples": step * args.batch_size,
+                "loss": sum(losses[-args.eval_every :]) / len(losses[-args.eval_every :]),
+                metric: scores[metric],
+            }
+            if args.task == "vqa":
+                point["by_type"] = {k: v["accuracy"] for k, v in by_type(scores).items()}
+            curve.append(point)
             if not args.json:
-                loss_now, accuracy = curve[-1]["loss"], scores["accuracy"]
-                print(f"step {step}: loss {loss_now:.3f}, accuracy {accuracy:.3f}", flush=True)
-    final = by_type(scores)
-    demo = demo_results(args.demo_results)
+                print(f"step {step}: loss {point['loss']:.3f}, {metric} {scores[metric]:.3f}", flush=True)
+    demo = demo_results(args.demo_results, args.task)
     record = {
         "benchmark": "demo_ceiling",
+        "task": args.task,
+        "metric": metric,
+        "value": scores[metric],
+        "scores": {k: v for k, v in scores.items() if isinstance(v, float) and "/" not in k},
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "caption_share": args.caption_share,
+        "box_scale": args.box_scale,
         "seconds": time.perf_counter() - start,
         "tokenizer": tokenizer_from,
-        "accuracy": scores["accuracy"],
-        "majority_baseline": scores["majority_baseline"],
-        "by_type": final,
         "curve": curve,
-        "demo": demo and {"accuracy": demo.get("accuracy"), "by_type": demo.get("by_question_type")},
-        "gap_to_target": 0.95 - float(scores["accuracy"]),
+        "demo": demo and {metric: demo.get(metric)},
     }
+    if args.task == "vqa":
+        record["by_type"] = by_type(scores)
+        record["demo"] = demo and {metric: demo.get(metric), "by_type": demo.get("by_question_type")}
     if args.json:
         emit_json(record)
         return 0
+    mix = f", {args.caption_share:.0%} captions" if args.caption_share else ""
+    print()
+    print(f"{args.task} with perfect image tokens after {args.steps} steps of {args.batch_size}{mix}", end="")
+    print(f" ({record['seconds']:.0f} s)")
+    if args.task == "vqa":
+        print(vqa_table(record, held_out))
+    else:
+        rows = [[name, value, _cell((demo or {}).get(name))] for name, value in record["scores"].items()]
+        print(table(["metric", "perfect tokens", "demo (pixels)"], rows))
+    print()
+    print(table(["step", "loss", metric], [[c["step"], c["loss"], c[metric]] for c in curve]))
+    return 0
+
+
+def vqa_table(record: dict, held_out: list[tuple]) -> str:
+    """Per question type: perfect tokens, the majority answer, the demo from pixels."""
     demo_types = (record["demo"] or {}).get("by_type") or {}
-    counts = Counter(re.sub(r"[^a-z0-9]+", "_", qa.question_type.lower()).strip("_") for _, qa, _ in held_out)
+    key = lambda kind: re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")  # noqa: E731
+    counts = Counter(key(sample.meta["question_type"]) for _, sample, _ in held_out)
     rows = [
         [
             kind,
             counts[kind],
-            values["accuracy"],
-            values["majority_baseline"],
-            _demo_cell(demo_types.get(kind)),
+            v["accuracy"],
+            v["majority_baseline"],
+            _cell((demo_types.get(kind) or {}).get("accuracy")),
         ]
-        for kind, values in sorted(final.items())
+        for kind, v in sorted(record["by_type"].items())
     ]
-    rows.append(["all", len(held_out), scores["accuracy"], scores["majority_baseline"], _demo_cell(demo)])
-    print()
-    print(
-        f"VQA with perfect image tokens after {args.steps} steps of {args.batch_size}"
-        f"{f', {args.caption_share:.0%} captions' if args.caption_share else ''} ({record['seconds']:.0f} s)"
+    demo_all = (record["demo"] or {}).get("accuracy")
+    rows.append(
+        ["all", len(held_out), record["value"], record["scores"]["majority_baseline"], _cell(demo_all)]
     )
-    print(table(["question type", "n", "perfect tokens", "majority", "demo (pixels)"], rows))
-    print()
-    print(table(["step", "loss", "accuracy"], [[c["step"], c["loss"], c["accuracy"]] for c in curve]))
-    return 0
+    return table(["question type", "n", "perfect tokens", "majority", "demo (pixels)"], rows)
 
 
-def _demo_cell(values: dict | None) -> str:
-    if not values or not isinstance(values.get("accuracy"), (int, float)) or math.isnan(values["accuracy"]):
+def _cell(value: object) -> str:
+    if not isinstance(value, (int, float)) or math.isnan(value):
         return "-"
-    return f"{values['accuracy']:.3g}"
+    return f"{value:.3g}"
 
 
 if __name__ == "__main__":

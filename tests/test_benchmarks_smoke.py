@@ -60,10 +60,10 @@ def test_generate_small_json():
         assert rec["new_tokens"] == 4
 
 
-def test_demo_ceiling_trains_and_scores_with_the_vqa_metric(tmp_path):
+def ceiling(tmp_path, *args):
     out = run_script(
         "demo_ceiling.py",
-        *("--steps", "4", "--eval-every", "2", "--held-out", "24", "--json"),
+        *("--steps", "4", "--eval-every", "2", "--held-out", "24", "--json", *args),
         *("--tokenizer", str(tmp_path / "none"), "--demo-results", str(tmp_path / "none.json")),
         common=(),  # not a BLIP-2 comparison: no --size / --repeats
     )
@@ -72,15 +72,21 @@ def test_demo_ceiling_trains_and_scores_with_the_vqa_metric(tmp_path):
     assert rec["tokenizer"].startswith("trained on")  # no demo tokenizer: one trained on fresh texts
     assert [c["step"] for c in rec["curve"]] == [2, 4]
     assert all(math.isfinite(c["loss"]) and c["loss"] > 0 for c in rec["curve"])
-    assert 0.0 <= rec["accuracy"] <= 1.0 and 0.0 < rec["majority_baseline"] < 1.0
-    assert rec["accuracy"] == rec["curve"][-1]["accuracy"]
+    assert 0.0 <= rec["value"] <= 1.0 and rec["value"] == rec["curve"][-1][rec["metric"]]
+    return rec
+
+
+def test_demo_ceiling_vqa_is_scored_with_the_vqa_metric(tmp_path):
+    rec = ceiling(tmp_path, "--caption-share", "0.5")
+    assert rec["task"] == "vqa" and rec["metric"] == "accuracy"
+    assert 0.0 < rec["scores"]["majority_baseline"] < 1.0
     # the vqa task's per-type metric: the shapes generator's question types, each beside its baseline
-    assert set(rec["by_type"]) <= {
-        "how_many",
-        "is_the",
-        "is_there_a",
-        "what",
-        "what_color_is_the",
-        "where_is_the",
-    }
+    types = {"how_many", "is_the", "is_there_a", "what", "what_color_is_the", "where_is_the"}
+    assert set(rec["by_type"]) <= types
     assert all(set(v) == {"accuracy", "majority_baseline"} for v in rec["by_type"].values())
+
+
+def test_demo_ceiling_grounding_is_scored_with_the_grounding_metric(tmp_path):
+    rec = ceiling(tmp_path, "--task", "grounding")
+    assert rec["task"] == "grounding" and rec["metric"] == "acc@0.5"
+    assert rec["scores"]["count"] == 24.0 and 0.0 <= rec["scores"]["unparseable_rate"] <= 1.0
