@@ -28,6 +28,13 @@ A task plugin's factory is called as ``factory(config)`` and returns an object w
     One JSON-able row per sample for a predictions JSONL: ``id``, ``prompt`` inputs,
     ``prediction``, ``references`` and the sample's own score where there is one.
 
+Optional:
+
+``training_samples(samples) -> Sequence[Sample]``
+    Called once per training ``[[data]]`` entry (never for evaluation) with the dataset's
+    samples; returns the ones to train on. The vqa task uses it to put several questions
+    about one image into one sample (``Sample.group``, see ``questions_per_sequence``).
+
 Image sizes (grounding) come from ``sample.image.size`` (width, height) when the dataset
 gives it; otherwise the task reads the image header to learn the size.
 """

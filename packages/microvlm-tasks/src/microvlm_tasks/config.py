@@ -95,6 +95,10 @@ class VQAConfig:
     eval_prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)
     separator: str = " "  # starts the target, between the prompt and the answer
     max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+    # training only: up to N questions about one image in one sequence, as LLaVA-1.5 merges
+    # VQAv2/GQA; the image is encoded once for all of them and its tokens are not repeated.
+    # 1 = one question per sequence. Keep N x (question + answer tokens) within run.max_text_tokens.
+    questions_per_sequence: int = attrs.field(default=1, validator=_positive)
 
 
 @attrs.frozen

@@ -5,6 +5,10 @@ Training target: the dataset's ``multiple_choice_answer`` when the builder kept 
 Prompt ``Question: {question} Answer:`` for training and, by default, for evaluation too
 (a fine-tuned model answers best in the form it learned); both are configurable, e.g.
 BLIP-2's zero-shot ``Question: {question} Short answer:``.
+
+With ``questions_per_sequence = N`` (training only) the questions about one image are trained
+N to a sequence, ``[image][Q1 A1 eos][Q2 A2 eos]...``, as LLaVA-1.5 merges VQAv2: the image is
+encoded once and its tokens sit in the sequence once for all N answers.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from microvlm.data import Example, Sample
+import attrs
+
+from microvlm.data import Example, Sample, Segment
 from microvlm.errors import MicroVLMError
 from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
 from microvlm_tasks.config import VQAConfig
@@ -33,6 +39,38 @@ def majority_answer(sample: Sample) -> str:
             "pair this task with a VQA dataset"
         )
     return counts.most_common(1)[0][0]  # most_common keeps first-seen order among ties
+
+
+def group_by_image(samples: Sequence[Sample], per_sequence: int) -> list[Sample]:
+    """Questions about the same image, up to ``per_sequence`` to a sample: the first carries the
+    others in ``group``. Images in the order they first appear, each image's questions in the
+    dataset's order, so the result is the same every time. Images held inline (no path) cannot
+    be matched and stay one question per sample.
+    """
+    if per_sequence < 1:
+        raise ValueError(f"per_sequence must be >= 1, got {per_sequence}")
+    by_image: dict[tuple[str, str, int], list[Sample]] = {}
+    slots: list[tuple[str, str, int] | Sample] = []  # first appearance of each image, or a lone sample
+    for sample in samples:
+        image = sample.image
+        if not image.path:
+            slots.append(sample)
+            continue
+        key = (image.path, image.member, image.offset)
+        if key not in by_image:
+            by_image[key] = []
+            slots.append(key)
+        by_image[key].append(sample)
+    out: list[Sample] = []
+    for slot in slots:
+        if isinstance(slot, Sample):
+            out.append(slot)
+            continue
+        questions = by_image[slot]
+        for i in range(0, len(questions), per_sequence):
+            first, *rest = questions[i : i + per_sequence]
+            out.append(attrs.evolve(first, group=tuple(rest)))
+    return out
 
 
 class VQATask:
@@ -55,8 +93,24 @@ class VQATask:
         return sample.question.strip()
 
     def example(self, sample: Sample, rng: random.Random, tokenizer: Any = None) -> Example:
-        prompt = self.config.prompt.format(question=self._question(sample))
-        return prompt_and_target(prompt, majority_answer(sample), self.config.separator, tokenizer)
+        """``[prompt][answer + eos]``; for a grouped sample, one such pair per question, in an
+        order drawn from ``rng`` (so each question of the group is sometimes first, right after
+        the image, as at evaluation)."""
+        questions = [sample, *sample.group]
+        if len(questions) > 1:
+            rng.shuffle(questions)
+        segments: list[Segment] = []
+        for one in questions:
+            prompt = self.config.prompt.format(question=self._question(one))
+            pair = prompt_and_target(prompt, majority_answer(one), self.config.separator, tokenizer)
+            segments += pair.segments
+        return Example(tuple(segments))
+
+    def training_samples(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        """With ``questions_per_sequence`` N > 1: the questions about one image, N to a sample
+        (see :func:`group_by_image`); otherwise ``samples`` as they are."""
+        n = self.config.questions_per_sequence
+        return samples if n <= 1 else group_by_image(samples, n)
 
     def eval_prompt(self, sample: Sample, tokenizer: Any = None) -> str:
         return self.config.eval_prompt.format(question=self._question(sample))

@@ -158,6 +158,9 @@ class Sample:
     box: Box | None = None  # the referred region, pixels
     conversation: tuple[Turn, ...] = ()  # instruction data (LLaVA)
     meta: Mapping[str, Any] = attrs.field(factory=dict, eq=False)  # dataset-specific extras (ids, split)
+    # more samples of the same image trained in the same sequence after this one (a task's
+    # training_samples puts them here, e.g. vqa's questions_per_sequence); () = none
+    group: tuple[Sample, ...] = ()
 
 
 @attrs.frozen

@@ -85,11 +85,15 @@ def _indexable(builder: Any) -> bool:
     return indexable and not isinstance(builder, Mapping)
 
 
-def build_sources(entries: Sequence[DataConfig], plugins: Any, limit: int = 0) -> list[Source]:
+def build_sources(
+    entries: Sequence[DataConfig], plugins: Any, limit: int = 0, *, train: bool = False
+) -> list[Source]:
     """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each.
 
     An indexable builder (``len`` and ``builder[i]``) is kept as the sample sequence; any
-    other is read into a list.
+    other is read into a list. For training (``train``), a task with a ``training_samples``
+    method gets the entry's samples and returns the ones to train on (the vqa task can put
+    several questions about one image into one sample); evaluation always sees them as built.
     """
     sources = []
     for entry in entries:
@@ -116,6 +120,9 @@ def build_sources(entries: Sequence[DataConfig], plugins: Any, limit: int = 0) -
                 f"data entry {name}: the dataset yielded no samples{unreadable}; check its root and split"
             )
         task = plugins.build("task", entry.task.name, entry.task.config)
+        regroup = getattr(task, "training_samples", None) if train else None
+        if regroup is not None:
+            samples = regroup(samples)
         sources.append(Source(name, samples, task, entry.weight, skipped, examples))
     return sources
 

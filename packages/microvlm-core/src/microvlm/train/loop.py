@@ -123,7 +123,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
 
     # Data first: a dataset may write itself on first use (the demo's shapes set, with the
     # tokenizer its language model reads).
-    sources = build_sources(recipe.data, plugins)
+    sources = build_sources(recipe.data, plugins, train=True)
     monitor = BadDataMonitor(sources, run.max_bad_fraction, defer=dist.world > 1)
     model = MicroVLM.from_config(with_gradient_checkpointing(recipe), plugins)
     model.set_trainable(run.train)
