@@ -90,3 +90,20 @@ def test_demo_ceiling_grounding_is_scored_with_the_grounding_metric(tmp_path):
     rec = ceiling(tmp_path, "--task", "grounding")
     assert rec["task"] == "grounding" and rec["metric"] == "acc@0.5"
     assert rec["scores"]["count"] == 24.0 and 0.0 <= rec["scores"]["unparseable_rate"] <= 1.0
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_demo_encoder_probe_trains_the_demo_encoder_on_shape_labels(stem):
+    out = run_script(
+        "demo_encoder_probe.py",
+        *("--stem", stem, "--steps", "2", "--eval-every", "1", "--held-out", "16", "--json"),
+        common=(),
+    )
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert rec["benchmark"] == "demo_encoder_probe" and rec["stem"] == stem
+    assert [c["step"] for c in rec["curve"]] == [1, 2] and rec["final"] == rec["curve"][-1]
+    for point in rec["curve"]:
+        assert math.isfinite(point["loss"]) and point["loss"] > 0
+        for key in ("kind_label_acc", "kind_set_exact", "colour_label_acc", "colour_set_exact"):
+            assert 0.0 <= point[key] <= 1.0, (key, point)
+        assert 0.5 <= point["kind_label_prior"] <= 1.0 and 0.5 <= point["colour_label_prior"] <= 1.0
