@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import random
-import re
 import sys
 import tempfile
 import time
@@ -181,22 +180,21 @@ class Ceiling:
 
     @torch.no_grad()
     def answer(self, items: list[tuple], tasks: dict) -> list[str]:
-        """Greedy generations, one item at a time (no padding to reason about)."""
+        """Greedy generations (transformers' ``generate`` from embeddings), one item at a time."""
         out = []
         for scene, sample, task in items:
             prompt = tasks[task].eval_prompt(sample, self.tok)
             ids = torch.tensor([self.tok(prompt, add_special_tokens=False).input_ids])  # (1, T)
-            image = self.scene([scene])  # (1, SLOTS, D)
-            new: list[int] = []
-            for _ in range(tasks[task].max_new_tokens):
-                text = self.lm.get_input_embeddings()(ids)
-                logits = self.lm(inputs_embeds=torch.cat([image, text], dim=1)).logits[0, -1]  # (V,)
-                token = int(logits.argmax())
-                if token == self.eos:
-                    break
-                new.append(token)
-                ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-            out.append(self.tok.decode(new).strip())
+            text = self.lm.get_input_embeddings()(ids)  # (1, T, D)
+            embeds = torch.cat([self.scene([scene]), text], dim=1)  # (1, SLOTS+T, D)
+            new = self.lm.generate(
+                inputs_embeds=embeds,
+                max_new_tokens=tasks[task].max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.eos,
+                pad_token_id=self.eos,
+            )  # (1, <= max_new_tokens): only the new tokens when generating from embeddings
+            out.append(self.tok.decode(new[0], skip_special_tokens=True).strip())
         return out
 
 
@@ -207,15 +205,6 @@ def score(model: Ceiling, held_out: list[tuple], tasks: dict) -> dict[str, float
     model.lm.train()
     task = held_out[0][2]
     return tasks[task].score(predictions, [sample for _, sample, _ in held_out])
-
-
-def by_type(scores: dict) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for name, value in scores.items():
-        if name.startswith("question_type/"):
-            _, kind, what = name.split("/", 2)
-            out.setdefault(kind, {})[what] = value
-    return out
 
 
 HEADLINE = {"vqa": "accuracy", "grounding": "acc@0.5"}  # the figure results.json reports per task
@@ -253,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
     args = p.parse_args(argv)
 
+    from microvlm.train.final_eval import by_question_type
     from microvlm.train.schedule import make_scheduler, param_groups
 
     torch.set_num_threads(args.threads)
@@ -287,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 metric: scores[metric],
             }
             if args.task == "vqa":
-                point["by_type"] = {k: v["accuracy"] for k, v in by_type(scores).items()}
+                point["by_type"] = {k: v["accuracy"] for k, v in by_question_type(scores).items()}
             curve.append(point)
             if not args.json:
                 print(f"step {step}: loss {point['loss']:.3f}, {metric} {scores[metric]:.3f}", flush=True)
@@ -309,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": demo and {metric: demo.get(metric)},
     }
     if args.task == "vqa":
-        record["by_type"] = by_type(scores)
+        record["by_type"] = by_question_type(scores)
         record["demo"] = demo and {metric: demo.get(metric), "by_type": demo.get("by_question_type")}
     if args.json:
         emit_json(record)
@@ -331,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
 def vqa_table(record: dict, held_out: list[tuple]) -> str:
     """Per question type: perfect tokens, the majority answer, the demo from pixels."""
     demo_types = (record["demo"] or {}).get("by_type") or {}
-    key = lambda kind: re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")  # noqa: E731
-    counts = Counter(key(sample.meta["question_type"]) for _, sample, _ in held_out)
+    from microvlm_tasks.vqa import question_type_key
+
+    counts = Counter(question_type_key(sample.meta["question_type"]) for _, sample, _ in held_out)
     rows = [
         [
             kind,

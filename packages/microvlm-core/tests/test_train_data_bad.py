@@ -192,7 +192,7 @@ def test_a_distributed_run_judges_the_counts_of_all_processes_together(samples: 
 
     data = _dataset(samples)  # samples 0..4 hold 2 bad ones
     collate = Collate(Tokenizer(), 32)
-    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, defer=True)
+    monitor = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, world=2)
     monitor.update(collate([data[j] for j in range(5)]))  # 2 of 5 here: not judged alone
     assert stop_flags(other_rank(seen=5.0), False, monitor) is False  # 2 of 10 in all: within 20 %
     with pytest.raises(MicroVLMError) as info:  # 3 of 10 in all, on every rank at the same step
@@ -201,7 +201,7 @@ def test_a_distributed_run_judges_the_counts_of_all_processes_together(samples: 
     assert "toy/caption: 3 of 10 samples" in message and "by the 2 training processes" in message
     assert "This process skipped 2" in message and "0.jpg (missing)" in message
 
-    clean = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, defer=True)
+    clean = BadDataMonitor(data.sources, max_fraction=0.2, min_seen=8, world=2)
     clean.update(collate([data[j] for j in range(5, 7)]))  # 2 good samples
     assert stop_flags(other_rank(seen=4.0, bad=4.0), False, clean) is False  # 4 of 6: fewer than min_seen
     assert stop_flags(other_rank(signal=1.0), False, clean) is True  # the other rank got SIGTERM

@@ -49,24 +49,13 @@ def group_by_image(samples: Sequence[Sample], per_sequence: int) -> list[Sample]
     """
     if per_sequence < 1:
         raise ValueError(f"per_sequence must be >= 1, got {per_sequence}")
-    by_image: dict[tuple[str, str, int], list[Sample]] = {}
-    slots: list[tuple[str, str, int] | Sample] = []  # first appearance of each image, or a lone sample
-    for sample in samples:
+    by_image: dict[tuple[str, str, int], list[Sample]] = {}  # in order of first appearance
+    for i, sample in enumerate(samples):
         image = sample.image
-        if not image.path:
-            slots.append(sample)
-            continue
-        key = (image.path, image.member, image.offset)
-        if key not in by_image:
-            by_image[key] = []
-            slots.append(key)
-        by_image[key].append(sample)
+        key = (image.path, image.member, image.offset) if image.path else ("", f"inline {i}", 0)
+        by_image.setdefault(key, []).append(sample)
     out: list[Sample] = []
-    for slot in slots:
-        if isinstance(slot, Sample):
-            out.append(slot)
-            continue
-        questions = by_image[slot]
+    for questions in by_image.values():
         for i in range(0, len(questions), per_sequence):
             first, *rest = questions[i : i + per_sequence]
             out.append(attrs.evolve(first, group=tuple(rest)))
@@ -157,6 +146,11 @@ def build_vqa(config: VQAConfig) -> VQATask:
     return VQATask(config)
 
 
+def question_type_key(kind: str) -> str:
+    """A question type as it appears in metric names: "what color is the" -> "what_color_is_the"."""
+    return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or "all"
+
+
 def _by_question_type(
     predictions: Sequence[str], samples: Sequence[Sample], references: Sequence[Sequence[str]]
 ) -> dict[str, float]:
@@ -185,7 +179,7 @@ def _by_question_type(
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     out = {"majority_baseline": mean([a for xs in base_acc.values() for a in xs])}
     for kind in sorted(model_acc):
-        key = re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or "all"
+        key = question_type_key(kind)
         out[f"question_type/{key}/accuracy"] = mean(model_acc[kind])
         out[f"question_type/{key}/majority_baseline"] = mean(base_acc[kind])
     return out

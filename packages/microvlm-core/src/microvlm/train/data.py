@@ -300,16 +300,16 @@ class BadDataMonitor:
     Records its builder left out while loading are checked once, at construction, against the
     samples it kept.
 
-    In a distributed run (``defer=True``) each process counts the batches it reads and checks
+    In a distributed run (``world`` > 1) each process counts the batches it reads and checks
     nothing itself: the runner's per-step collective (:func:`microvlm.train.loop.stop_flags`) sums
     every process's :meth:`counts` and :meth:`check_totals` judges those sums, so the limit applies
     to the data as a whole and every process stops at the same step with the same message.
     """
 
     def __init__(
-        self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000, defer: bool = False
+        self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000, world: int = 1
     ) -> None:
-        self.defer = defer  # distributed: only check_totals() judges (the sums over all processes)
+        self.world = world  # processes; more than one: only check_totals() judges (their sums)
         self.totals: list[float] | None = None  # the last sums check_totals() saw (distributed)
         self.names = [s.name for s in sources]
         self.max_fraction = max_fraction
@@ -348,7 +348,7 @@ class BadDataMonitor:
             if len(self.examples[bad.source]) < MAX_EXAMPLES:
                 self.examples[bad.source].append(f"{bad.where} ({bad.reason})")
             touched.add(bad.source)
-        if self.defer:
+        if self.world > 1:
             return
         for k in touched:
             if self.seen[k] >= self.min_seen:
@@ -358,7 +358,7 @@ class BadDataMonitor:
         """This epoch's ``[seen_0, ..., seen_K-1, bad_0, ..., bad_K-1]``: what a distributed run sums."""
         return [float(n) for n in self.seen] + [float(sum(r.values())) for r in self.reasons]
 
-    def check_totals(self, totals: Sequence[float], world: int, epoch_end: bool = False) -> None:
+    def check_totals(self, totals: Sequence[float], epoch_end: bool = False) -> None:
         """Raise when a dataset is over the limit in ``totals``, the sum of every process's :meth:`counts`.
 
         Checked once a dataset has ``min_seen`` samples in all, and always at ``epoch_end``. Every
@@ -371,12 +371,13 @@ class BadDataMonitor:
         for k in range(K):
             seen, bad = int(totals[k]), int(totals[K + k])
             if bad and (epoch_end or seen >= self.min_seen):
-                self._check(k, seen, bad, world)
+                self._check(k, seen, bad)
 
-    def _check(self, k: int, seen: int, bad: int, world: int = 1) -> None:
+    def _check(self, k: int, seen: int, bad: int) -> None:
         if not seen or bad / seen <= self.max_fraction:
             return
         here = sum(self.reasons[k].values())
+        world = self.world
         if world == 1:
             detail = f"({_reasons(self.reasons[k])}). Examples: {'; '.join(self.examples[k])}."
         elif here:
@@ -425,7 +426,7 @@ class BadDataMonitor:
                     _reasons(self.reasons[k]),
                     "; ".join(self.examples[k]),
                 )
-            if not self.defer:
+            if self.world == 1:
                 self._check(k, self.seen[k], bad)
         if not metrics["data/skipped"]:
             logger.info("epoch %d: no bad samples", epoch)

@@ -35,6 +35,16 @@ _CAPTION_NAMES = {
 }
 
 
+def by_question_type(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``question_type/<kind>/<what>`` metrics (the vqa task's) -> ``{kind: {what: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in metrics.items():
+        if name.startswith("question_type/"):
+            _, kind, what = name.split("/", 2)
+            out.setdefault(kind, {})[what] = value
+    return out
+
+
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Entry metrics (``"dataset/task" -> metrics``) -> the task-keyed summary of results.json."""
     summary: dict[str, Any] = {}
@@ -42,15 +52,10 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         task = entry.rsplit("/", 1)[-1]
         key = task if task not in summary else entry
         if task == "vqa":
-            by_type: dict[str, dict[str, float]] = {}
-            for name, value in metrics.items():
-                if name.startswith("question_type/"):
-                    _, kind, what = name.split("/", 2)
-                    by_type.setdefault(kind, {})[what] = value
             summary[key] = {
                 "accuracy": metrics.get("accuracy"),
                 "majority_baseline": metrics.get("majority_baseline"),
-                "by_question_type": by_type,
+                "by_question_type": by_question_type(metrics),
             }
         elif task in ("captioning", "pretrain"):
             summary[key] = {_CAPTION_NAMES.get(k, k): v for k, v in metrics.items()}

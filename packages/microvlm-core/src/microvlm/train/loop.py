@@ -124,7 +124,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     # Data first: a dataset may write itself on first use (the demo's shapes set, with the
     # tokenizer its language model reads).
     sources = build_sources(recipe.data, plugins, train=True)
-    monitor = BadDataMonitor(sources, run.max_bad_fraction, defer=dist.world > 1)
+    monitor = BadDataMonitor(sources, run.max_bad_fraction, world=dist.world)
     model = MicroVLM.from_config(with_gradient_checkpointing(recipe), plugins)
     model.set_trainable(run.train)
     if run.init_from:
@@ -263,8 +263,8 @@ def stop_flags(dist: DistInfo, signalled: bool, monitor: BadDataMonitor, epoch_e
     collective for both, reached by all ranks at the same step, so one rank's stop never leaves the
     others waiting in an all-reduce."""
     sums = dist.sum([float(signalled), *monitor.counts()])
-    if monitor.defer:
-        monitor.check_totals(sums[1:], dist.world, epoch_end=epoch_end)
+    if monitor.world > 1:
+        monitor.check_totals(sums[1:], epoch_end=epoch_end)
     return sums[0] > 0
 
 
