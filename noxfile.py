@@ -80,7 +80,7 @@ def share_torch(session: nox.Session) -> None:
 def install(session: nox.Session, *paths: str) -> None:
     share_torch(session)
     args = [arg for p in paths for arg in ("-e", p)]
-    session.install(*args, "pytest>=8")
+    session.install(*args, "pytest>=8", "hypothesis>=6.100")
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
