@@ -260,3 +260,30 @@ dataset = "toy_dataset"
 n = 8
 task = "toy_task"
 """
+
+
+class Crash(Exception):
+    """The simulated crash of :func:`run_until_checkpoint`."""
+
+
+def run_until_checkpoint(recipe: Any, plugins: Any, step: int) -> None:
+    """Train ``recipe`` and crash it right after its step-``step`` checkpoint is written (and
+    old ones pruned), as a kill at that moment would; the checkpoint module is restored after."""
+    from microvlm.train import checkpoint as ckpt
+    from microvlm.train import run
+
+    prune = ckpt.prune
+
+    def crash_after(out: Any, keep_last: int) -> None:
+        prune(out, keep_last)
+        if ckpt.step_dir(out, step).is_dir():
+            raise Crash
+
+    ckpt.prune = crash_after
+    try:
+        run(recipe, plugins, progress=False)
+    except Crash:
+        return
+    finally:
+        ckpt.prune = prune
+    raise AssertionError(f"the run ended without writing its step-{step} checkpoint")

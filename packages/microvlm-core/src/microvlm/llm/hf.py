@@ -79,6 +79,12 @@ def load_language_model(
 ) -> LanguageModel:
     """Build the :class:`LanguageModel` described by ``config`` (see :mod:`microvlm.llm.config`)."""
     source, local = resolve_source(config.model)
+    if config.trust_remote_code:
+        logger.warning(
+            "trust_remote_code is on: loading %r runs Python code that comes with it (its config's "
+            "auto_map), with your permissions. Only do this for a source you trust.",
+            config.model,
+        )
     dtype = resolve_dtype(config.dtype)
     meta = device == "meta"
     if meta and config.init != "random":

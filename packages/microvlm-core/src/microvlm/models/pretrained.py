@@ -268,8 +268,8 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        meta = json.loads(path.read_text())
-    except ValueError as exc:
+        meta = json.loads(path.read_text("utf-8"))
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
         raise MicroVLMError(f"{path}: not valid JSON: {exc}") from exc
     return meta if isinstance(meta, dict) else {}
 
@@ -286,10 +286,61 @@ def _local_llm_sources(table: dict[str, Any], directory: Path) -> dict[str, str]
     return found
 
 
+#: Settings that make a component run Python code shipped with its files (transformers'
+#: ``trust_remote_code``). A checkpoint's own ``model.toml`` can never turn them on.
+CODE_SETTINGS = ("trust_remote_code",)
+_PARTS = ("encoder", "bridge", "llm")
+
+
+def read_model_table(table_file: Path) -> dict[str, Any]:
+    """The ``[model]`` table of a checkpoint's ``model.toml``; :class:`MicroVLMError` if malformed."""
+    try:
+        table = tomllib.loads(table_file.read_text("utf-8"))["model"]
+    except (tomllib.TOMLDecodeError, KeyError, UnicodeDecodeError, OSError) as exc:
+        raise MicroVLMError(f"{table_file}: not a [model] table: {exc}") from None
+    if not isinstance(table, dict):
+        raise MicroVLMError(f"{table_file}: not a [model] table (found a {type(table).__name__})")
+    missing = [p for p in _PARTS if not isinstance(table.get(p), dict)]
+    if missing:
+        raise MicroVLMError(
+            f"{table_file}: the [model] table lacks {', '.join(missing)}; it is not a microvlm checkpoint"
+        )
+    return table
+
+
+def distrust(table: dict[str, Any], source: str) -> dict[str, Any]:
+    """Turn off, in place, every :data:`CODE_SETTINGS` a checkpoint's table turns on.
+
+    Untrusted files (checkpoints, exports) never enable code execution; only the user can,
+    on the command line or in their own recipe. Returns the table.
+    """
+    for part, section in table.items():
+        if not isinstance(section, dict):
+            continue
+        for key in CODE_SETTINGS:
+            if key in section and section[key] is not False:
+                logger.warning(
+                    "%s: %s.%s = %r ignored: settings read from a checkpoint never run code. If you "
+                    "trust where this checkpoint came from, pass --set %s.%s=true",
+                    source,
+                    part,
+                    key,
+                    section[key],
+                    part,
+                    key,
+                )
+                section[key] = False
+    return table
+
+
 def load_pretrained(
     cls: type[MicroVLM], path: str | Path, plugins: Any = None, overrides: Mapping[str, Any] | None = None
 ) -> MicroVLM:
-    """Rebuild a model from a :func:`save_pretrained` directory or a ``checkpoint_final``."""
+    """Rebuild a model from a :func:`save_pretrained` directory or a ``checkpoint_final``.
+
+    The directory is untrusted: its ``model.toml`` cannot enable code execution
+    (:func:`distrust`); ``overrides`` are the caller's own and may.
+    """
     from microvlm.plugins import load_plugins
     from microvlm.recipe import build_model_config
     from microvlm.train.checkpoint import load_weights, resolve_checkpoint
@@ -301,10 +352,7 @@ def load_pretrained(
             f"{directory}: no {MODEL_TABLE}; this is a step checkpoint, use checkpoint_final "
             "(or load its weights into a built model with model.load_checkpoint)"
         )
-    try:
-        table = tomllib.loads(table_file.read_text())["model"]
-    except (tomllib.TOMLDecodeError, KeyError) as exc:
-        raise MicroVLMError(f"{table_file}: not a [model] table: {exc}") from exc
+    table = distrust(read_model_table(table_file), str(table_file))
     meta = read_meta(directory)
     apply_options(table, {**_local_llm_sources(table, directory), **(overrides or {})}, str(table_file))
     plugins = load_plugins() if plugins is None else plugins
@@ -316,13 +364,16 @@ def load_pretrained(
 
 
 __all__ = [
+    "CODE_SETTINGS",
     "FORMAT",
     "LLM_DIR",
     "all_tensors",
     "apply_options",
+    "distrust",
     "load_model_weights",
     "load_pretrained",
     "model_table",
     "read_meta",
+    "read_model_table",
     "save_pretrained",
 ]

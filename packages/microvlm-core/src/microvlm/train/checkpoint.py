@@ -10,15 +10,23 @@ A checkpoint is a directory::
 
 Writes are atomic: everything goes to a temporary directory next to the target, each file
 is fsynced, then the directory is renamed into place. A crash mid-write leaves the previous
-checkpoint intact (and a ``.tmp-*`` folder that the next save removes).
+checkpoint intact (and a ``.tmp-*`` folder that the next save removes); a full disk is said
+as such (:class:`DiskFullError`), not as torch's ``enforce fail`` message.
+
+Reading treats every file as untrusted: a damaged, truncated or foreign file raises
+:class:`CheckpointError` naming the file (never torch's advice to unpickle it), and
+:func:`newest_intact` resumes from the newest step checkpoint that reads back whole, saying
+which newer ones it passed over and why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
@@ -26,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from microvlm.errors import MicroVLMError
@@ -37,6 +46,17 @@ STATE = "trainer_state.pt"
 META = "trainer.json"
 FINAL = "checkpoint_final"
 _STEP_DIR = re.compile(r"^checkpoint_step(\d+)$")
+_STATE_KEYS = ("optimizer", "scheduler", "rng")  # what a step checkpoint's trainer_state.pt holds
+_META_COUNTS = ("step", "epoch", "micro_step")  # non-negative integers in a step's trainer.json
+_LOW_DISK = 64 * 2**20  # bytes: a write that fails with less free than this is taken as a full disk
+
+
+class CheckpointError(MicroVLMError):
+    """A checkpoint file that is damaged, incomplete, or not a checkpoint at all."""
+
+
+class DiskFullError(MicroVLMError, OSError):
+    """A checkpoint or export could not be written because its disk is full."""
 
 
 def step_dir(output_dir: Path, step: int) -> Path:
@@ -115,9 +135,43 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         else:
             tmp.rename(target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = isinstance(exc, Exception) and not isinstance(exc, DiskFullError)
+        if full and _disk_full(exc, target.parent):
+            kept = "the previous version of it is intact" if target.exists() else "nothing was written"
+            raise DiskFullError(
+                f"{target}: not written, the disk is full ({_free(target.parent)} free in {target.parent}); "
+                f"{kept}, and so are the checkpoints already there. Free some space and rerun the same "
+                "command: training resumes from the newest checkpoint."
+            ) from None
         raise
+
+
+def _free(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "unknown"
+    return f"{free / 2**20:.1f} MiB"
+
+
+def _disk_full(exc: BaseException, where: Path) -> bool:
+    """Whether ``exc`` from writing under ``where`` means the disk is full.
+
+    ``OSError`` says so with ``ENOSPC`` / ``EDQUOT``; torch's zip writer says only ``enforce
+    fail at inline_container.cc`` or ``file write failed`` and safetensors an I/O error, so
+    for those the free space decides."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left" in str(exc):
+        return True
+    if not isinstance(exc, (OSError, RuntimeError)) and type(exc).__name__ != "SafetensorError":
+        return False
+    try:
+        return shutil.disk_usage(where).free < _LOW_DISK
+    except OSError:
+        return False
 
 
 def save_checkpoint(
@@ -175,14 +229,108 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's ``model.safetensors``; :class:`CheckpointError` if damaged."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(resolve_checkpoint(path) / WEIGHTS))
+    file = resolve_checkpoint(path) / WEIGHTS
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / STATE, map_location="cpu", weights_only=True)
+    """``trainer_state.pt``, read with ``weights_only=True``; :class:`CheckpointError` if it is
+    damaged or holds anything but tensors, numbers, strings, lists and dicts."""
+    file = Path(path) / STATE
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: never pass that on
+        raise CheckpointError(
+            f"{file}: not a valid checkpoint file (damaged, or holding objects a microvlm checkpoint "
+            "never contains); it is not loaded"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{file}: damaged or truncated ({_first_line(exc)})") from None
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{file}: incomplete, it lacks {', '.join(missing)}")
+    return state
 
 
 def load_meta(path: Path) -> dict[str, Any]:
-    return json.loads((path / META).read_text())
+    """``trainer.json`` as a dict; :class:`CheckpointError` when it is not a JSON object."""
+    file = Path(path) / META
+    try:
+        meta = json.loads(file.read_text("utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CheckpointError(f"{file}: not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+@attrs.frozen
+class StepCheckpoint:
+    """A step checkpoint read back whole, before anything of it is applied."""
+
+    path: Path  # the checkpoint_stepNNNNNN directory
+    weights: dict[str, torch.Tensor]  # model.safetensors
+    state: dict[str, Any]  # trainer_state.pt: optimizer, scheduler, rng
+    meta: dict[str, Any]  # trainer.json
+
+
+def load_step_checkpoint(path: Path) -> StepCheckpoint:
+    """Read every file of a step checkpoint and check what resuming relies on."""
+    meta = load_meta(path)
+    bad = [k for k in _META_COUNTS if type(meta.get(k)) is not int or meta[k] < 0]
+    if bad:
+        raise CheckpointError(f"{path / META}: {', '.join(bad)} must be non-negative integers")
+    m = _STEP_DIR.match(path.name)
+    if m and int(m.group(1)) != meta["step"]:
+        named = int(m.group(1))
+        raise CheckpointError(f"{path / META}: says step {meta['step']}, the folder name says {named}")
+    return StepCheckpoint(path, load_weights(path), load_state(path), meta)
+
+
+def newest_intact(output_dir: Path) -> StepCheckpoint | None:
+    """The newest step checkpoint in ``output_dir`` that reads back whole; None if there is none.
+
+    Damaged ones (a truncated ``trainer_state.pt``, 0-byte weights, an invalid or incomplete
+    ``trainer.json``, a missing file) are passed over with a warning saying why; when every
+    checkpoint is damaged that is an error listing them, so nothing restarts from scratch
+    silently.
+    """
+    if not output_dir.is_dir():
+        return None
+    candidates = sorted(
+        (int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))
+    )
+    damaged: list[str] = []
+    for _, path in reversed(candidates):
+        try:
+            found = load_step_checkpoint(path)
+        except CheckpointError as exc:
+            damaged.append(str(exc))
+            logger.warning("%s: skipping this damaged checkpoint", exc)
+            continue
+        if damaged:
+            logger.warning(
+                "resuming from %s, the newest intact checkpoint (%d newer one(s) damaged, see above)",
+                path,
+                len(damaged),
+            )
+        return found
+    if damaged:
+        listed = "\n  ".join(damaged)
+        raise CheckpointError(
+            f"{output_dir}: no intact checkpoint to resume from:\n  {listed}\n"
+            "Delete the damaged checkpoint folders to start over (or use another run.output_dir)."
+        )
+    return None

@@ -10,6 +10,7 @@ import attrs
 import torch
 
 from microvlm.config import Recipe
+from microvlm.errors import MicroVLMError
 from microvlm.models.weights import weights_to_save
 from microvlm.train import checkpoint as ckpt
 from microvlm.train.dist import DistInfo
@@ -112,17 +113,21 @@ class RunState:
         dist = dist or DistInfo()
         from microvlm.models.weights import apply_weights
 
-        found = ckpt.step_checkpoints(out)
-        if not found:
+        found = ckpt.newest_intact(out)  # read whole before anything is applied
+        if found is None:
             return None
-        _, path = found[-1]
-        apply_weights(model, ckpt.load_weights(path), str(path))
-        state = ckpt.load_state(path)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
+        path, state, meta = found.path, found.state, found.meta
+        apply_weights(model, found.weights, str(path))
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            ckpt.set_rng_state(state["rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise MicroVLMError(
+                f"{path / ckpt.STATE}: does not fit this run ({exc}); was run.train or the model changed "
+                "since it was written? Use a new run.output_dir to start over."
+            ) from None
         _set_rank_rng(state["rng"].get("by_rank"), dist, path)
-        meta = ckpt.load_meta(path)
         logger.warning("resuming from %s (step %d)", path, meta["step"])
         micro_step = meta["micro_step"]
         if batch_size is not None and "epoch_samples" in meta:
