@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from microvlm import load_plugins
+from microvlm.fake_dist import write_distribution
 from microvlm.recipe import load_recipe
 from microvlm.toys import TOY_RECIPE, ToyPlugin
 
@@ -66,3 +67,27 @@ def test_third_party_config_is_strict(tmp_path):
     result = run_cli("recipe", "check", str(tmp_path / "r.toml"))
     assert result.returncode == 1
     assert "model.encoder.patchsize: unknown key (did you mean 'patch'?)" in result.stderr
+
+
+def test_impostor_and_exiting_plugins_do_not_take_anything_down(tmp_path):
+    """A distribution sorting before ours that claims the entry point `encoders`, and one that
+    calls sys.exit() at import, are both listed as broken; ours and every command keep working."""
+    site = write_distribution(
+        tmp_path, "aaa-evil", {"encoders": "aaa_evil"}, {"aaa_evil": "raise SystemExit"}
+    )
+    write_distribution(site, "aaa-exits", {"exits": "aaa_exits"}, {"aaa_exits": "import sys\nsys.exit(2)\n"})
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+    }
+    result = run_cli("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    by_name = {(r["kind"], r["name"], r["distribution"]): r for r in json.loads(result.stdout)}
+    assert by_name[("encoder", "deit_tiny", "microvlm-encoders")]["status"] == "ok"
+    impostor = by_name[("plugin", "encoders", "aaa-evil")]["status"]
+    assert impostor.startswith(
+        "broken: PluginError: entry point name 'encoders' belongs to microvlm-encoders"
+    )
+    exits = by_name[("plugin", "exits", "aaa-exits")]["status"]
+    assert exits == "broken: SystemExit: the plugin called sys.exit(2)"
+    assert run_cli("--help", env=env).returncode == 0

@@ -5,13 +5,15 @@ import subprocess
 import sys
 import textwrap
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from microvlm import load_plugins
-from microvlm.cli import build_cli
+from microvlm import hookimpl, load_plugins
+from microvlm.cli import build_cli, info_cmd, plugins_cmd, recipe_cmd
 from microvlm.cli.app import expand_multi_value
-from microvlm.toys import TOY_RECIPE, ToyPlugin
+from microvlm.plugins import Plugins, make_plugin_manager
+from microvlm.toys import TOY_RECIPE, ToyPlugin, ToyTaskConfig
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,95 @@ def test_help_and_plugins_do_not_import_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported at CLI start: {out.stdout}"
+
+
+# -- plugin commands and plugin text (issue 13, items 5, 6 and 14) -----------------------
+
+
+class _CommandPlugin:
+    """Adds one command per name; each prints which plugin it came from."""
+
+    def __init__(self, *names):
+        self.names = names
+
+    @hookimpl
+    def register_commands(self, cli):
+        for name in self.names:
+            cli.add_command(click.Command(name, callback=lambda: click.echo("from the plugin")))
+
+
+class _HalfCommandsPlugin:
+    @hookimpl
+    def register_commands(self, cli):
+        cli.add_command(click.Command("half", callback=lambda: None))
+        sys.exit(4)
+
+
+def _installed(**plugins):
+    """A Plugins of the given plugins, each as if installed by the distribution ``dist-<name>``."""
+    pm = make_plugin_manager()
+    for name, plugin in plugins.items():
+        pm.register(plugin, name=name)
+    return Plugins(pm, {name: (f"dist-{name}", "6.6.6") for name in plugins})
+
+
+def test_a_plugin_cannot_replace_a_builtin_command(caplog):
+    cli = build_cli(_installed(evil=_CommandPlugin("run", "plugins", "evil-extra")))
+    assert cli.commands["run"] is recipe_cmd.run_command
+    assert cli.commands["plugins"] is plugins_cmd.plugins_command
+    assert "from the plugin" in invoke(cli, "evil-extra").output  # its other commands work
+    assert "Run RECIPE: one training stage" in invoke(cli, "run", "--help").output
+    assert "dist-evil" in caplog.text and "'run'" in caplog.text and "refused" in caplog.text
+    rows = json.loads(invoke(cli, "plugins", "--json").output)
+    refused = [(r["name"], r["distribution"], r["status"]) for r in rows if r["kind"] == "command"]
+    assert refused == [
+        ("plugins", "dist-evil", "refused: 'plugins' is a command of microvlm-core (built-in)"),
+        ("run", "dist-evil", "refused: 'run' is a command of microvlm-core (built-in)"),
+    ]
+
+
+def test_a_plugin_cannot_replace_another_plugins_command():
+    cli = build_cli(_installed(first=_CommandPlugin("shared"), second=_CommandPlugin("shared")))
+    rows = json.loads(invoke(cli, "plugins", "--json").output)
+    refused = [(r["name"], r["distribution"], r["status"]) for r in rows if r["kind"] == "command"]
+    assert refused == [
+        ("shared", "dist-second", "refused: 'shared' is a command of plugin 'first' (dist-first)")
+    ]
+
+
+def test_register_commands_that_exits_leaves_none_of_its_commands():
+    cli = build_cli(_installed(half=_HalfCommandsPlugin()))
+    assert "half" not in cli.commands
+    rows = json.loads(invoke(cli, "plugins", "--json").output)
+    assert [(r["name"], r["status"]) for r in rows if r["kind"] == "plugin"] == [
+        ("half", "broken: SystemExit: the plugin called sys.exit(4)")
+    ]
+
+
+class _BracketsPlugin:
+    @hookimpl
+    def register_loggers(self, register):
+        register("tracker", lambda config, **_: None, ToyTaskConfig, description="needs the [bold] extra")
+
+
+class _BracketsErrorPlugin:
+    @hookimpl
+    def register_tasks(self, register):
+        raise RuntimeError("bad [/] [red]")
+
+
+def test_plugins_table_shows_brackets_literally():
+    cli = build_cli(load_plugins(extra=[("brackets", _BracketsPlugin()), ("error", _BracketsErrorPlugin())]))
+    result = invoke(cli, "plugins")
+    assert result.exit_code == 0, result.output
+    assert "Weights & Biases (the [wandb] extra)" in result.output  # core's own description
+    assert "needs the [bold] extra" in result.output
+    assert "broken: RuntimeError: bad [/] [red]" in result.output  # was a MarkupError
+
+
+def test_model_info_table_shows_brackets_literally(capsys):
+    part = {"component": "[wandb]", "parameters": 1, "trainable": 1, "dtype": "float32", "bytes": 4}
+    total = {"parameters": 1, "trainable": 1, "bytes": 4}
+    info_cmd._print_table({"run": "[/]run", "train": ["[bold]"], "parts": {"encoder": part}, "total": total})
+    out = capsys.readouterr().out
+    assert "[/]run: trains [bold]" in out and "[wandb]" in out

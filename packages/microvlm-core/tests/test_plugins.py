@@ -1,11 +1,19 @@
 """The registry rules: duplicates, unknown names, broken plugins, the allow-list."""
 
+import sys
+
 import attrs
 import pytest
 
 from microvlm import hookimpl, load_plugins
 from microvlm.errors import DuplicateComponentError, UnknownComponentError
-from microvlm.plugins import allowed_distributions, normalize_dist
+from microvlm.fake_dist import write_distribution
+from microvlm.plugins import (
+    OUR_ENTRY_POINTS,
+    allowed_distributions,
+    entry_points_in_load_order,
+    normalize_dist,
+)
 from microvlm.toys import ToyEncoderConfig, ToyPlugin
 
 
@@ -70,6 +78,7 @@ def test_duplicate_name_is_an_error_naming_both():
         plugins.get("encoder", "dup")
     message = str(err.value)
     assert "plugin 'a'" in message and "plugin 'b'" in message
+    assert message.index("plugin 'a'") < message.index("plugin 'b'")  # in load order
     assert [len(g) for g in plugins.duplicates()] == [2]
 
 
@@ -139,3 +148,95 @@ def test_allow_list_restricts_to_core(monkeypatch):
 def test_unknown_kind_is_a_value_error():
     with pytest.raises(ValueError, match="unknown component kind"):
         load_plugins(entry_points=False).names("gizmo")
+
+
+# -- plugins that exit, impostors (issue 13, items 6 and 7) -----------------------------
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """Install fake distributions into a folder on sys.path; forget their modules afterwards."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    modules: list[str] = []
+
+    def install_(name, entry_points, sources=None):
+        modules.extend(sources or {})
+        return write_distribution(site, name, entry_points, sources)
+
+    yield install_
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+EXITING_AT_IMPORT = {
+    "sys.exit": "import sys\nsys.exit(3)\n",
+    "argparse": (
+        "import argparse\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--only-mine', required=True)\n"
+        "parser.parse_args()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("source", EXITING_AT_IMPORT.values(), ids=list(EXITING_AT_IMPORT))
+def test_plugin_that_exits_at_import_is_listed_broken(install, source):
+    install("exiting-plugin", {"exits": "exiting_plugin"}, {"exiting_plugin": source})
+    plugins = load_plugins()
+    broken = {b.plugin: b for b in plugins.broken}
+    assert broken["exits"].distribution == "exiting-plugin"
+    assert broken["exits"].error.startswith("SystemExit: the plugin called sys.exit(")
+    assert plugins.get("logger", "console").distribution == "microvlm-core"  # the rest works
+
+
+class _ExitingHook:
+    @hookimpl
+    def register_encoders(self, register):
+        sys.exit("no encoders today")
+
+
+def test_hook_that_exits_is_listed_broken():
+    plugins = load_plugins(entry_points=False, extra=[("bad", _ExitingHook()), ("toys", ToyPlugin())])
+    assert [(b.plugin, b.error) for b in plugins.broken] == [
+        ("bad", "SystemExit: the plugin called sys.exit('no encoders today')")
+    ]
+    assert "toy_encoder" in plugins.names("encoder")
+
+
+class _InterruptedHook:
+    @hookimpl
+    def register_tasks(self, register):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_a_plugin_is_not_swallowed(install):
+    with pytest.raises(KeyboardInterrupt):
+        load_plugins(entry_points=False, extra=[("ctrl_c", _InterruptedHook())])
+    install("ctrl-c-plugin", {"ctrl_c": "ctrl_c_plugin"}, {"ctrl_c_plugin": "raise KeyboardInterrupt\n"})
+    with pytest.raises(KeyboardInterrupt):
+        load_plugins()
+
+
+@pytest.mark.parametrize("value", ["aaa_evil", "microvlm_encoders.plugin"], ids=["own-module", "our-module"])
+def test_impostor_of_our_entry_point_name_is_refused(install, value):
+    evil = "from microvlm import hookimpl\n\n@hookimpl\ndef register_encoders(register):\n    raise AssertionError\n"
+    install("aaa-evil", {"encoders": value}, {"aaa_evil": evil})
+    plugins = load_plugins()
+    impostor = [b for b in plugins.broken if b.distribution == "aaa-evil"]
+    assert [b.plugin for b in impostor] == ["encoders"]
+    assert "belongs to microvlm-encoders" in impostor[0].error and "aaa-evil" in impostor[0].error
+    assert "aaa_evil" not in sys.modules  # its code never ran
+    assert plugins.origin("encoders")[0] != "aaa-evil"
+    assert all(c.distribution != "aaa-evil" for c in plugins.components())
+    assert not [b for b in plugins.broken if normalize_dist(b.distribution) in OUR_ENTRY_POINTS.values()]
+
+
+def test_our_distributions_load_first_and_others_by_name(install):
+    install("aaa-first", {"zzz": "aaa_first"}, {"aaa_first": ""})
+    order = [normalize_dist(ep.dist.name) for ep in entry_points_in_load_order()]
+    assert order[0] == "microvlm-core"
+    ours = [i for i, d in enumerate(order) if d in OUR_ENTRY_POINTS.values()]
+    assert ours == list(range(len(ours)))  # ours before any third party
+    assert order.index("aaa-first") == len(ours)

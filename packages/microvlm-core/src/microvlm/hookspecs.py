@@ -134,7 +134,9 @@ def register_commands(cli: click.Group) -> None:
 
     :param cli: the top-level ``click`` group; decorate functions with ``@cli.command()``
         or add groups with ``cli.add_command(...)``. Import heavy modules inside the
-        command bodies, not at module level.
+        command bodies, not at module level. A command under a name that is taken (a
+        built-in such as ``run``, or an earlier plugin's) is refused with a warning and
+        listed by ``microvlm plugins``; if the hook raises, none of its commands are added.
     :returns: nothing.
     """
 

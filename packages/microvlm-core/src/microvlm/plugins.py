@@ -10,6 +10,11 @@ peer of ours::
 
 ``MICROVLM_LOAD_PLUGINS`` (comma-separated distribution names) restricts loading to those
 distributions; microvlm-core's built-ins always load. An empty value loads core only.
+
+Our own distributions load first (core, then the others), then everybody else's by name. The
+entry-point names of ours (:data:`OUR_ENTRY_POINTS`) are reserved: another distribution that
+uses one is reported as broken and never imported. A plugin that raises anything at import or
+in a hook, ``SystemExit`` included (but not Ctrl-C), is reported as broken; the rest load.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import attrs
@@ -34,6 +40,17 @@ ENTRY_POINT_GROUP = "microvlm"
 ALLOW_ENV = "MICROVLM_LOAD_PLUGINS"
 CORE_DISTRIBUTION = "microvlm-core"
 LOCAL = "<local>"  # distribution label for plugins registered directly (tests, scripts)
+
+#: Entry-point name -> the distribution of ours that owns it; no other distribution may use it.
+OUR_ENTRY_POINTS = MappingProxyType(
+    {
+        "core": CORE_DISTRIBUTION,
+        "encoders": "microvlm-encoders",
+        "quant": "microvlm-quant",
+        "datasets": "microvlm-datasets",
+        "tasks": "microvlm-tasks",
+    }
+)
 
 
 class Register(Protocol):
@@ -77,6 +94,17 @@ class BrokenPlugin:
     error: str  # "ExceptionType: message"
 
 
+@attrs.frozen
+class RefusedCommand:
+    """A command a plugin added under a name that was taken; the earlier command was kept."""
+
+    command: str  # the command name, as in ``microvlm <command>``
+    plugin: str
+    distribution: str
+    version: str
+    owner: str  # who keeps the name: "microvlm-core (built-in)" or "plugin 'x' (dist)"
+
+
 def normalize_dist(name: str) -> str:
     """PEP 503 normalisation, so ``MicroVLM_Encoders`` matches ``microvlm-encoders``."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -107,6 +135,7 @@ class Plugins:
         self.pm = pm
         self._origins = dict(origins)  # plugin name -> (distribution, version)
         self.broken: list[BrokenPlugin] = list(broken)
+        self.refused_commands: list[RefusedCommand] = []  # filled by the CLI (cli/app.py)
         self._components: dict[str, dict[str, Component]] = {k: {} for k in hookspecs.COMPONENT_HOOKS}
         self._duplicates: dict[tuple[str, str], list[Component]] = {}
         self._collect()
@@ -120,8 +149,8 @@ class Plugins:
     def _collect(self) -> None:
         failed: set[str] = set()
         for kind, hook_name in hookspecs.COMPONENT_HOOKS.items():
-            # pluggy lists implementations last-registered first; register in load order.
-            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            # get_hookimpls() is in registration (load) order; pluggy *calls* them in reverse.
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin_name in failed:
                     continue
                 found: list[Component] = []
@@ -129,9 +158,14 @@ class Plugins:
                 register = _recorder(found, kind, impl.plugin_name, dist, version)
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
-                except Exception as exc:  # a plugin's bug must not take the others down
-                    logger.warning("plugin %s (%s) failed in %s: %s", impl.plugin_name, dist, hook_name, exc)
-                    self.broken.append(BrokenPlugin(impl.plugin_name, dist, version, _describe(exc)))
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # a plugin's bug, even sys.exit(), must not take the others down
+                    error = describe_error(exc)
+                    logger.warning(
+                        "plugin %s (%s) failed in %s: %s", impl.plugin_name, dist, hook_name, error
+                    )
+                    self.broken.append(BrokenPlugin(impl.plugin_name, dist, version, error))
                     failed.add(impl.plugin_name)
                     continue
                 for component in found:
@@ -257,11 +291,20 @@ def load_plugins(
     broken: list[BrokenPlugin] = []
     allowed = allowed_distributions() if allow is None else frozenset(normalize_dist(a) for a in allow)
     if entry_points:
-        for ep in _entry_points():
+        for ep in entry_points_in_load_order():
             dist = ep.dist.name if ep.dist is not None else LOCAL
             version = ep.dist.version if ep.dist is not None else ""
             normalized = normalize_dist(dist)
             if allowed is not None and normalized != CORE_DISTRIBUTION and normalized not in allowed:
+                continue
+            owner = OUR_ENTRY_POINTS.get(ep.name)
+            if owner is not None and normalized != owner:
+                error = (
+                    f"PluginError: entry point name '{ep.name}' belongs to {owner}; {dist} may not use it "
+                    f"(uninstall {dist}, or rename its entry point)"
+                )
+                logger.warning("plugin %s (%s) refused: %s", ep.name, dist, error)
+                broken.append(BrokenPlugin(ep.name, dist, version, error))
                 continue
             if pm.has_plugin(ep.name):
                 other = origins.get(ep.name, (LOCAL, ""))[0]
@@ -271,9 +314,12 @@ def load_plugins(
             try:
                 module = ep.load()
                 pm.register(module, name=ep.name)
-            except Exception as exc:  # report it; the other plugins keep working
-                logger.warning("plugin %s (%s) failed to load: %s", ep.name, dist, exc)
-                broken.append(BrokenPlugin(ep.name, dist, version, _describe(exc)))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # report it, even sys.exit() or argparse; the others keep working
+                error = describe_error(exc)
+                logger.warning("plugin %s (%s) failed to load: %s", ep.name, dist, error)
+                broken.append(BrokenPlugin(ep.name, dist, version, error))
                 continue
             origins[ep.name] = (dist, version)
     for name, plugin in extra:
@@ -281,20 +327,30 @@ def load_plugins(
     return Plugins(pm, origins, broken)
 
 
-def _entry_points() -> list[md.EntryPoint]:
-    # Deduplicate: the same distribution can be visible twice on odd sys.path setups.
-    seen: set[tuple[str, str]] = set()
+def entry_points_in_load_order() -> list[md.EntryPoint]:
+    """The ``microvlm`` entry points: core's, then our other distributions', then the rest by name.
+
+    So ours register under their names before anybody else's, whatever the alphabet says.
+    """
+    seen: set[tuple[str, str, str]] = set()
     result = []
-    for ep in sorted(
-        md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
-    ):
-        key = (ep.name, ep.value)
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=_load_rank):
+        # The same distribution can be visible twice on odd sys.path setups: load it once.
+        key = (_dist_of(ep), ep.name, ep.value)
         if key not in seen:
             seen.add(key)
             result.append(ep)
-    # Core first, so its built-ins register before anybody else's.
-    result.sort(key=lambda e: normalize_dist(e.dist.name) != CORE_DISTRIBUTION if e.dist else True)
     return result
+
+
+def _dist_of(ep: md.EntryPoint) -> str:
+    return normalize_dist(ep.dist.name) if ep.dist is not None else ""
+
+
+def _load_rank(ep: md.EntryPoint) -> tuple[int, str, str]:
+    dist = _dist_of(ep)
+    rank = 0 if dist == CORE_DISTRIBUTION else 1 if dist in OUR_ENTRY_POINTS.values() else 2
+    return rank, dist, ep.name
 
 
 def _installed(distribution: str) -> bool:
@@ -311,7 +367,10 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``"ExceptionType: message"`` for a plugin's failure; ``sys.exit(code)`` said as such."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -1,6 +1,8 @@
 """Builds the ``microvlm`` click group: core commands plus those plugins add.
 
-Nothing here imports torch; commands import heavy modules inside their bodies.
+Built-in commands always win: a plugin command under a name that is taken (a built-in's or an
+earlier plugin's) is refused with a warning and listed by ``microvlm plugins``. Nothing here
+imports torch; commands import heavy modules inside their bodies.
 """
 
 from __future__ import annotations
@@ -8,14 +10,23 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TypeVar
 
 import click
 
 from microvlm.cli import demo_cmd, info_cmd, model_cmds, plugins_cmd, recipe_cmd
 from microvlm.errors import MicroVLMError
-from microvlm.plugins import BrokenPlugin, Plugins, load_plugins
+from microvlm.plugins import (
+    CORE_DISTRIBUTION,
+    BrokenPlugin,
+    Plugins,
+    RefusedCommand,
+    describe_error,
+    load_plugins,
+)
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Options that, like the seed's argparse ``nargs="+"``, take several KEY=VALUE words.
 MULTI_VALUE_OPTIONS = ("--set", "--options")
@@ -88,15 +99,42 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
 
 
 def _add_plugin_commands(cli: click.Group, plugins: Plugins) -> None:
-    for impl in reversed(plugins.hook.register_commands.get_hookimpls()):
+    owners = {name: f"{CORE_DISTRIBUTION} (built-in)" for name in cli.commands}  # command -> who has it
+    for impl in plugins.hook.register_commands.get_hookimpls():  # in load order: the first keeps a name
+        dist, version = plugins.origin(impl.plugin_name)
+        before = dict(cli.commands)
         try:
             impl.function(**{arg: cli for arg in impl.argnames})
-        except Exception as exc:  # one plugin's broken command must not take the CLI down
-            dist, version = plugins.origin(impl.plugin_name)
-            logger.warning("plugin %s (%s) failed to add its commands: %s", impl.plugin_name, dist, exc)
-            plugins.broken.append(
-                BrokenPlugin(impl.plugin_name, dist, version, f"{type(exc).__name__}: {exc}")
-            )
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin, even sys.exit(), must not take the CLI down
+            cli.commands.clear()
+            cli.commands.update(before)  # none of a broken plugin's commands stay
+            error = describe_error(exc)
+            logger.warning("plugin %s (%s) failed to add its commands: %s", impl.plugin_name, dist, error)
+            _record(plugins.broken, BrokenPlugin(impl.plugin_name, dist, version, error))
+            continue
+        for name in sorted(set(before) | set(cli.commands)):
+            if name not in before:
+                owners[name] = f"plugin '{impl.plugin_name}' ({dist})"
+            elif cli.commands.get(name) is not before[name]:
+                cli.commands[name] = before[name]  # the first owner keeps the name
+                logger.warning(
+                    "plugin %s (%s) tried to replace the command '%s' of %s; refused, it stays as it was. "
+                    "Rename the plugin's command or uninstall %s.",
+                    impl.plugin_name,
+                    dist,
+                    name,
+                    owners[name],
+                    dist,
+                )
+                refused = RefusedCommand(name, impl.plugin_name, dist, version, owners[name])
+                _record(plugins.refused_commands, refused)
+
+
+def _record(problems: list[T], problem: T) -> None:
+    if problem not in problems:  # build_cli may run more than once on the same Plugins
+        problems.append(problem)
 
 
 def _configure_logging(verbose: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from microvlm.cli.literal import add_literal_row, literal
 from microvlm.plugins import Plugins
 
 
@@ -56,9 +57,12 @@ def _print_table(report: dict[str, Any]) -> None:
     from microvlm.models.info import format_bytes, format_count
 
     title = f"{report['run']}: trains {', '.join(report['train']) or 'nothing'}"
-    table = Table("part", "component", "parameters", "", "trainable", "weights", "memory", title=title)
+    table = Table(
+        "part", "component", "parameters", "", "trainable", "weights", "memory", title=literal(title)
+    )
     for name, part in report["parts"].items():
-        table.add_row(
+        add_literal_row(
+            table,
             name,
             part["component"],
             f"{part['parameters']:,}",
@@ -69,7 +73,8 @@ def _print_table(report: dict[str, Any]) -> None:
         )
     total = report["total"]
     table.add_section()
-    table.add_row(
+    add_literal_row(
+        table,
         "total",
         "",
         f"{total['parameters']:,}",

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from microvlm.cli.literal import add_literal_row
 from microvlm.plugins import Plugins
 
 
@@ -31,6 +32,9 @@ def plugin_rows(plugins: Plugins) -> list[dict[str, Any]]:
             )
     for b in plugins.broken:
         rows.append(_row("plugin", b.plugin, b.distribution, b.version, f"broken: {b.error}", b.plugin, ""))
+    for r in plugins.refused_commands:
+        status = f"refused: '{r.command}' is a command of {r.owner}"
+        rows.append(_row("command", r.command, r.distribution, r.version, status, r.plugin, ""))
     return rows
 
 
@@ -54,7 +58,8 @@ def _row(
 def plugins_command(plugins: Plugins, as_json: bool) -> None:
     """List every registered component (kind, name, distribution, version, status).
 
-    Broken plugins (import errors, failing hooks) are listed with their error; the rest
+    Broken plugins (import errors, failing hooks) are listed with their error, and plugin
+    commands refused because their name is taken with the command that keeps it; the rest
     keep working. Set MICROVLM_LOAD_PLUGINS=dist1,dist2 to load only those distributions.
     """
     rows = plugin_rows(plugins)
@@ -64,12 +69,11 @@ def plugins_command(plugins: Plugins, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("kind", "name", "distribution", "version", "status", "description")
+    columns = ("kind", "name", "distribution", "version", "status", "description")
+    table = Table(*columns)
     for r in rows:
-        style = None if r["status"] == "ok" else "red"
-        table.add_row(
-            r["kind"], r["name"], r["distribution"], r["version"], r["status"], r["description"], style=style
-        )
+        # literal: a plugin's "[wandb]" or "[/]" is shown as written, not read as markup
+        add_literal_row(table, *(r[c] for c in columns), style=None if r["status"] == "ok" else "red")
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # pipes and files: do not wrap to 80 columns
