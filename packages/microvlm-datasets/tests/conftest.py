@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +32,26 @@ def build(plugins: microvlm.Plugins) -> Callable[..., Any]:
         return component.build(structure(settings, component.config_cls))
 
     return make
+
+
+def _sibling(name: str) -> ModuleType:
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_formats_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def formats() -> SimpleNamespace:
+    """The real-format rows of ``test_datasets_formats_{captions,vqa,ref_web}.py`` (``formats.vqa.GQA_TESTDEV``),
+    loaded by path: the tests run with ``--import-mode=importlib``, so test modules cannot import each other."""
+    return SimpleNamespace(
+        captions=_sibling("test_datasets_formats_captions"),
+        vqa=_sibling("test_datasets_formats_vqa"),
+        ref_web=_sibling("test_datasets_formats_ref_web"),
+    )
 
 
 def _jpeg_bytes(size: tuple[int, int] = (8, 6), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:

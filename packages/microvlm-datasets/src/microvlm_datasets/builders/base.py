@@ -5,6 +5,14 @@ A builder reads a dataset's annotation files into compact records once (on the f
 so a DataLoader can index it (``builder[i]``) and iterate it (``for s in builder``). Images are
 never opened here: a sample carries an :class:`~microvlm.data.ImageRef` that DataLoader
 workers decode.
+
+**Bad records.** A file that cannot be parsed, or whose structure is not the dataset's, is an
+error naming the file and the position (:class:`MalformedDataError`). A single record whose
+text is not usable — a caption, question, answer, expression or conversation turn that is not
+a string or is empty (:func:`text`) — or whose image path leaves the dataset's image folder
+(:class:`ImageFolder`) is a :class:`BadRecord`: the builder leaves it out and counts it by
+reason (:meth:`RecordBuilder.skip`). Training gets those counts with the samples and holds them
+to ``run.max_bad_fraction`` like unreadable images; evaluation reads the same records.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from microvlm.data import Sample
@@ -34,6 +44,78 @@ class MissingDataError(MicroVLMError, FileNotFoundError):
 
 class MalformedDataError(MicroVLMError, ValueError):
     """An annotation file that cannot be parsed, or a record without a required field."""
+
+
+class BadRecord(MalformedDataError):
+    """One record to leave out and count: ``reason`` says what is wrong ("caption is empty"),
+    ``where`` names the file, the record and the field."""
+
+    def __init__(self, reason: str, where: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
+        self.where = where
+
+
+LEAVES_ROOT = "image path leaves the dataset root"
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def text(value: Any, field: str, where: str) -> str:
+    """``value`` when it is a string with more than white space; else a :class:`BadRecord`
+    ("``field`` is not a string" / "``field`` is empty")."""
+    if not isinstance(value, str):
+        raise BadRecord(f"{field} is not a string", f"{where}: {_shown(value)}")
+    if not value.strip():
+        raise BadRecord(f"{field} is empty", f"{where}: {value!r}")
+    return value
+
+
+def texts(value: Any, field: str, where: str) -> tuple[str, ...]:
+    """A JSON list of :func:`text` values; a value that is not a list is a :class:`BadRecord` too."""
+    if not isinstance(value, list):
+        raise BadRecord(f"{field}s is not a list", f"{where}: {_shown(value)}")
+    return tuple(text(v, field, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+class ImageFolder:
+    """Image paths from annotation files, kept inside one folder.
+
+    :meth:`path` joins a relative path to ``root``; one that leaves it (``../``, an absolute
+    path, a link to elsewhere) is a :class:`BadRecord`, before anything is opened. Both sides are
+    resolved, so ``root`` itself may be a link (images on another disk); a link inside it that
+    points out of it is refused. Folders are resolved once each.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.real = os.path.realpath(self.root)
+        self._prefix = self.real.rstrip(os.sep) + os.sep
+        self._folders: dict[str, bool] = {}  # folder of an image -> whether it resolves inside
+
+    def path(self, relative: Any, where: str) -> str:
+        """``root/relative``, normalised, when it stays inside ``root``; else a :class:`BadRecord`."""
+        relative = text(relative, "image path", where)
+        if "\x00" in relative:
+            raise BadRecord("image path is not a file name", f"{where}: {relative!r}")
+        return self.check(os.path.join(self.root, relative), f"{where} {relative!r}")
+
+    def check(self, path: str, where: str) -> str:
+        """``path`` (already joined to ``root``), normalised, when it resolves inside ``root``."""
+        path = os.path.normpath(path)
+        folder = os.path.dirname(path)
+        inside = self._folders.get(folder)
+        if inside is None:
+            inside = self._folders[folder] = self._inside(os.path.realpath(folder))
+        if not inside or (os.path.islink(path) and not self._inside(os.path.realpath(path))):
+            raise BadRecord(LEAVES_ROOT, f"{where}: {os.path.realpath(path)} is outside {self.real}")
+        return path
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self._prefix)
 
 
 def missing(
@@ -76,6 +158,8 @@ def read_json(path: Path) -> Any:
         raise MalformedDataError(
             f"{path}: not UTF-8 text (byte {exc.start}): is this the right file?"
         ) from None
+    except RecursionError:
+        raise MalformedDataError(f"{path}: JSON nested too deeply: is this the right file?") from None
 
 
 def read_jsonl(path: Path) -> list[Any]:
@@ -91,6 +175,12 @@ def read_jsonl(path: Path) -> list[Any]:
                 raise MalformedDataError(
                     f"{path}: line {number}: invalid JSON at column {exc.colno}: {exc.msg}"
                 ) from None
+            except UnicodeDecodeError as exc:
+                raise MalformedDataError(
+                    f"{path}: line {number}: not UTF-8 text (byte {exc.start})"
+                ) from None
+            except RecursionError:
+                raise MalformedDataError(f"{path}: line {number}: JSON nested too deeply") from None
     return rows
 
 
@@ -113,10 +203,16 @@ def integer(value: Any, where: str) -> int:
 
 
 def number(value: Any, where: str) -> float:
-    """``value`` as a float (JSON numbers only); else an error naming ``where``."""
+    """``value`` as a finite float (JSON numbers only); else an error naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MalformedDataError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-    return float(value)
+    try:
+        out = float(value)
+    except OverflowError:
+        out = float("inf")
+    if out - out != 0:  # inf or nan
+        raise MalformedDataError(f"{where}: expected a finite number, got {value!r}")
+    return out
 
 
 def get(record: Any, key: str, where: str) -> Any:
@@ -129,11 +225,29 @@ def get(record: Any, key: str, where: str) -> Any:
         raise MalformedDataError(f"{where}: missing key '{key}'") from None
 
 
+class _LeaveOut:
+    """``with builder.bad_records:`` — a :class:`BadRecord` inside is counted and the rest skipped."""
+
+    def __init__(self, builder: RecordBuilder[Any]) -> None:
+        self.builder = builder
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if isinstance(exc, BadRecord):
+            self.builder.skip(exc.reason, exc.where)
+            return True
+        return False
+
+
 class RecordBuilder(abc.ABC, Generic[R]):
     """A dataset read from annotation files: records loaded once, samples made on demand.
 
     Subclasses implement :meth:`_load` (files -> compact records) and :meth:`_sample`
-    (record -> :class:`Sample`), and check in ``__init__`` that their files exist.
+    (record -> :class:`Sample`), and check in ``__init__`` that their files exist. In
+    :meth:`_load`, ``with self.bad_records:`` around one record's reading leaves the record out
+    when a :class:`BadRecord` is raised in it, counted by its reason.
     """
 
     def __init__(self, name: str, root: str | Path) -> None:
@@ -142,6 +256,7 @@ class RecordBuilder(abc.ABC, Generic[R]):
         self._records: Sequence[R] | None = None
         self.skipped: Counter[str] = Counter()  # reason -> records skipped while loading
         self.skipped_examples: dict[str, list[str]] = {}  # reason -> the first few, where they are
+        self.bad_records = _LeaveOut(self)  # context: a BadRecord inside is counted, the record left out
 
     def skip(self, reason: str, where: str) -> None:
         """Count a record left out while loading (``reason``: ``malformed``, ``bad_shard``, ...)."""
@@ -160,11 +275,19 @@ class RecordBuilder(abc.ABC, Generic[R]):
 
     def records(self) -> Sequence[R]:
         if self._records is None:
+            self.skipped.clear()
+            self.skipped_examples.clear()
             try:
                 self._records = self._load()
             except MicroVLMError:
                 raise
-            except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of an unexpected type
+            except (
+                TypeError,
+                ValueError,
+                AttributeError,
+                LookupError,
+                ArithmeticError,
+            ) as exc:  # a field of an unexpected type
                 raise MalformedDataError(
                     f"{self.name}: cannot read the annotations under {self.root}: {type(exc).__name__}: {exc}"
                 ) from exc

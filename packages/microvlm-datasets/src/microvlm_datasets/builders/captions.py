@@ -14,6 +14,9 @@ On disk:
 - Kaggle ``hsankesara/flickr-image-dataset``: ``flickr30k_images/results.csv`` with lines
   ``image_name| comment_number| comment`` and the images in ``flickr30k_images/flickr30k_images/``.
   It has no splits, so only ``split = "all"`` reads it.
+
+A caption that is not a string or is empty is left out and counted (an image keeps its other
+captions; one left with none is left out); so is an image whose path leaves the image folder.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from microvlm.data import ImageRef, Sample
 from microvlm_datasets.builders.base import (
+    ImageFolder,
     MalformedDataError,
     MissingDataError,
     RecordBuilder,
@@ -32,6 +36,7 @@ from microvlm_datasets.builders.base import (
     integer,
     missing,
     read_json,
+    text,
 )
 from microvlm_datasets.builders.coco_images import CocoImages
 from microvlm_datasets.config import CocoCaptionConfig, Flickr30kConfig
@@ -46,13 +51,18 @@ def karpathy_splits(split: str, restval: bool) -> set[str]:
     return {"train", "restval"} if split == "train" and restval else {split}
 
 
-def _karpathy_captions(image: Any, where: str) -> tuple[str, ...]:
-    sentences = expect(get(image, "sentences", where), list, f"{where}.sentences")
-    return tuple(str(get(s, "raw", f"{where}.sentences")).strip() for s in sentences)
-
-
 class CaptionBuilder(RecordBuilder[CaptionRecord]):
     """Shared sample making for the caption formats."""
+
+    def _sentences(self, image: Any, where: str) -> tuple[str, ...]:
+        """A Karpathy image's ``sentences[].raw``, stripped; bad ones left out and counted."""
+        sentences = expect(get(image, "sentences", where), list, f"{where}.sentences")
+        captions = []
+        for j, sentence in enumerate(sentences):
+            at = f"{where}.sentences[{j}]"
+            with self.bad_records:
+                captions.append(text(get(sentence, "raw", at), "caption", f"{at}.raw").strip())
+        return tuple(captions)
 
     def _sample(self, record: CaptionRecord) -> Sample:
         image_id, path, captions, size, meta = record
@@ -93,32 +103,52 @@ class CocoCaptions(CaptionBuilder):
         captions: dict[int, list[str]] = {}
         for i, ann in enumerate(expect(get(data, "annotations", where), list, f"{where}: annotations")):
             at = f"{where}: annotations[{i}]"
-            captions.setdefault(get(ann, "image_id", at), []).append(str(get(ann, "caption", at)).strip())
+            image_id = get(ann, "image_id", at)
+            with self.bad_records:
+                caption = text(get(ann, "caption", at), "caption", f"{at}.caption").strip()
+                captions.setdefault(image_id, []).append(caption)
+        folder = ImageFolder(self.images.root)
         subset = f"{self.config.split}2017"
         records: list[CaptionRecord] = []
         for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
             at = f"{where}: images[{i}]"
             image_id = get(image, "id", at)
             if image_id not in captions:
-                continue  # an image without captions teaches nothing
-            path = str(self.images.root / subset / get(image, "file_name", at))
-            size = (image["width"], image["height"]) if "width" in image and "height" in image else None
-            meta = {"image_id": image_id, "split": self.config.split}
-            records.append((str(image_id), path, tuple(captions[image_id]), size, meta))
+                continue  # an image without (usable) captions teaches nothing
+            with self.bad_records:
+                path = folder.check(
+                    str(
+                        self.images.root
+                        / subset
+                        / text(get(image, "file_name", at), "image path", f"{at}.file_name")
+                    ),
+                    f"{at}.file_name",
+                )
+                size = (image["width"], image["height"]) if "width" in image and "height" in image else None
+                meta = {"image_id": image_id, "split": self.config.split}
+                records.append((str(image_id), path, tuple(captions[image_id]), size, meta))
         return records
 
     def _load_karpathy(self, data: Any) -> list[CaptionRecord]:
         where = str(self.file)
         wanted = karpathy_splits(self.config.split, self.config.restval)
+        folder = ImageFolder(self.images.root)
         records: list[CaptionRecord] = []
         for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
             at = f"{where}: images[{i}]"
             if get(image, "split", at) not in wanted:
                 continue
             image_id = integer(get(image, "cocoid", at), f"{at}.cocoid")
-            path = self.images.path(str(get(image, "filepath", at)), image_id)
-            meta = {"image_id": image_id, "split": image["split"], "filename": image.get("filename", "")}
-            records.append((str(image_id), path, _karpathy_captions(image, at), None, meta))
+            with self.bad_records:
+                subset = text(get(image, "filepath", at), "image path", f"{at}.filepath")
+                folder.check(
+                    str(self.images.root / subset), f"{at}.filepath {subset!r}"
+                )  # before it is looked in
+                path = folder.check(self.images.path(subset, image_id), f"{at}.filepath {subset!r}")
+                meta = {"image_id": image_id, "split": image["split"], "filename": image.get("filename", "")}
+                captions = self._sentences(image, at)
+                if captions:
+                    records.append((str(image_id), path, captions, None, meta))
         return records
 
 
@@ -157,45 +187,53 @@ class Flickr30k(CaptionBuilder):
         data = read_json(self.file)
         where = str(self.file)
         wanted = karpathy_splits(self.config.split, restval=False)
+        folder = ImageFolder(self.image_dir)
         records: list[CaptionRecord] = []
         for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
             at = f"{where}: images[{i}]"
             if get(image, "split", at) not in wanted:
                 continue
-            filename = str(get(image, "filename", at))
-            meta = {"filename": filename, "split": image["split"], "imgid": image.get("imgid")}
-            image_id = filename.rsplit(".", 1)[0]
-            records.append(
-                (image_id, str(self.image_dir / filename), _karpathy_captions(image, at), None, meta)
-            )
+            with self.bad_records:
+                filename = get(image, "filename", at)
+                path = folder.path(filename, f"{at}.filename")
+                meta = {"filename": filename, "split": image["split"], "imgid": image.get("imgid")}
+                captions = self._sentences(image, at)
+                if captions:
+                    records.append((filename.rsplit(".", 1)[0], path, captions, None, meta))
         return records
 
     def _load_csv(self) -> list[CaptionRecord]:
-        captions: dict[str, list[str]] = {}
-        with self.file.open(encoding="utf-8") as f:
-            header = f.readline()
-            if "image_name" not in header:
-                raise MalformedDataError(
-                    f"{self.file}: line 1: expected the header 'image_name| comment_number| comment'"
-                )
-            for number, line in enumerate(f, start=2):
-                if not line.strip():
-                    continue
-                parts = [p.strip() for p in line.split("|", 2)]
-                if len(parts) == 2:  # a known broken row: "name.jpg| 4 A dog runs ..." (one '|' missing)
-                    parts = [parts[0], *parts[1].split(" ", 1)]
-                if len(parts) != 3 or not parts[0]:
-                    raise MalformedDataError(
-                        f"{self.file}: line {number}: expected 'image_name| comment_number| comment'"
-                    )
-                captions.setdefault(parts[0], []).append(parts[2])
-        return [
-            (
-                name.rsplit(".", 1)[0],
-                str(self.image_dir / name),
-                tuple(texts),
-                None,
-                {"filename": name, "split": "all"},
+        try:
+            with self.file.open(encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except UnicodeDecodeError as exc:
+            raise MalformedDataError(
+                f"{self.file}: not UTF-8 text (byte {exc.start}): is this the right file?"
+            ) from None
+        if not lines or "image_name" not in lines[0]:
+            raise MalformedDataError(
+                f"{self.file}: line 1: expected the header 'image_name| comment_number| comment'"
             )
+        folder = ImageFolder(self.image_dir)
+        captions: dict[str, list[str]] = {}
+        paths: dict[str, str] = {}  # image name -> its checked path
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|", 2)]
+            if len(parts) == 2:  # a known broken row: "name.jpg| 4 A dog runs ..." (one '|' missing)
+                parts = [parts[0], *parts[1].split(" ", 1)]
+            if len(parts) != 3 or not parts[0]:
+                raise MalformedDataError(
+                    f"{self.file}: line {number}: expected 'image_name| comment_number| comment'"
+                )
+            name, at = parts[0], f"{self.file}: line {number}"
+            with self.bad_records:
+                caption = text(parts[2], "caption", f"{at}: comment")
+                if name not in paths:
+                    paths[name] = folder.path(name, f"{at}: image_name")
+                captions.setdefault(name, []).append(caption)
+        return [
+            (name.rsplit(".", 1)[0], paths[name], tuple(texts), None, {"filename": name, "split": "all"})
             for name, texts in captions.items()
         ]

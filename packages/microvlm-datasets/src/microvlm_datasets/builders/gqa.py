@@ -3,7 +3,8 @@
 On disk: ``{root}/{split}_balanced_questions.json`` (or under ``{root}/questions1.2/``, as the
 zip unpacks) — ``{"<qid>": {"imageId", "question", "answer", "fullAnswer", "types", ...}}`` —
 and ``{root}/images/{imageId}.jpg``. ``split = "test"`` reads ``testdev_balanced``: GQA's own
-test set publishes no answers.
+test set publishes no answers. A question or answer that is not a string or is empty, or an
+``imageId`` that leads out of the image folder, leaves the question out (counted).
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from microvlm.data import ImageRef, Sample
-from microvlm_datasets.builders.base import RecordBuilder, expect, find_file, get, read_json, require_dir
+from microvlm_datasets.builders.base import (
+    ImageFolder,
+    RecordBuilder,
+    expect,
+    find_file,
+    get,
+    read_json,
+    require_dir,
+    text,
+)
 from microvlm_datasets.config import GQAConfig
 
 GQA_FILES = {
@@ -21,7 +31,7 @@ GQA_FILES = {
     "test": "testdev_balanced_questions.json",
 }
 
-# (question id, image id, question, answer or "", meta)
+# (question id, image path, question, answer or "", meta)
 GQARecord = tuple[str, str, str, str, dict[str, Any]]
 
 
@@ -39,24 +49,30 @@ class GQA(RecordBuilder[GQARecord]):
 
     def _load(self) -> list[GQARecord]:
         where = str(self.file)
+        folder = ImageFolder(self.image_dir)
+        paths: dict[str, str] = {}  # image id -> its checked path, shared by its questions
         records: list[GQARecord] = []
         for qid, r in expect(read_json(self.file), dict, where).items():
             at = f"{where}: question {qid}"
-            meta = {
-                "image_id": str(get(r, "imageId", at)),
-                "full_answer": r.get("fullAnswer", ""),
-                "types": r.get("types", {}),
-            }
-            records.append(
-                (str(qid), meta["image_id"], str(get(r, "question", at)), str(r.get("answer", "")), meta)
-            )
+            with self.bad_records:
+                image_id = text(get(r, "imageId", at), "image id", f"{at}.imageId")
+                if image_id not in paths:
+                    paths[image_id] = folder.path(f"{image_id}.jpg", f"{at}.imageId")
+                question = text(get(r, "question", at), "question", f"{at}.question")
+                answer = text(r["answer"], "answer", f"{at}.answer") if "answer" in r else ""
+                meta = {
+                    "image_id": image_id,
+                    "full_answer": r.get("fullAnswer", ""),
+                    "types": r.get("types", {}),
+                }
+                records.append((str(qid), paths[image_id], question, answer, meta))
         return records
 
     def _sample(self, record: GQARecord) -> Sample:
-        qid, image_id, question, answer, meta = record
+        qid, path, question, answer, meta = record
         return Sample(
             id=qid,
-            image=ImageRef(path=str(self.image_dir / f"{image_id}.jpg")),
+            image=ImageRef(path=path),
             dataset=self.name,
             question=question,
             answers=(answer,) if answer else (),

@@ -3,7 +3,9 @@
 On disk: ``{root}/dataset.json`` — ``{"<book id>": {"imageURL", "questions": [...],
 "answers": [...], "title", "authorName", "genre", "split": 1 | 2 | 3}}`` (1 train, 2 val,
 3 test) — and the covers as the dataset's ``loadDataset.py`` saves them:
-``{root}/images/{book id}{extension of imageURL}``. One sample per question.
+``{root}/images/{book id}{extension of imageURL}``. One sample per question; a question or
+answer that is not a string or is empty, or a book id that leads out of the image folder,
+leaves the question out (counted).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from microvlm.data import ImageRef, Sample
 from microvlm_datasets.builders.base import (
+    ImageFolder,
     MalformedDataError,
     RecordBuilder,
     expect,
@@ -21,12 +24,13 @@ from microvlm_datasets.builders.base import (
     get,
     read_json,
     require_dir,
+    text,
 )
 from microvlm_datasets.config import OCRVQAConfig
 
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
-# (sample id, image file name, question, answer, meta)
+# (sample id, image path, question, answer, meta)
 OCRRecord = tuple[str, str, str, str, dict[str, Any]]
 
 
@@ -50,6 +54,7 @@ class OCRVQA(RecordBuilder[OCRRecord]):
     def _load(self) -> list[OCRRecord]:
         where = str(self.file)
         code = SPLIT_CODES[self.config.split]
+        folder = ImageFolder(self.image_dir)
         records: list[OCRRecord] = []
         for book_id, r in expect(read_json(self.file), dict, where).items():
             at = f"{where}: book {book_id}"
@@ -59,17 +64,24 @@ class OCRVQA(RecordBuilder[OCRRecord]):
             answers = expect(get(r, "answers", at), list, f"{at}.answers")
             if len(questions) != len(answers):
                 raise MalformedDataError(f"{at}: {len(questions)} questions but {len(answers)} answers")
-            image = image_file_name(str(book_id), str(get(r, "imageURL", at)))
+            url = get(r, "imageURL", at)
             meta = {"book_id": str(book_id), "title": r.get("title", ""), "genre": r.get("genre", "")}
+            image: str | None = None  # the cover's path, checked once for all the book's questions
             for i, (q, a) in enumerate(zip(questions, answers, strict=True)):
-                records.append((f"{book_id}_{i}", image, str(q), str(a), meta))
+                with self.bad_records:  # each question is a sample: each is left out and counted
+                    if image is None:
+                        url = text(url, "image URL", f"{at}.imageURL")
+                        image = folder.path(image_file_name(str(book_id), url), f"{at} (its image)")
+                    question = text(q, "question", f"{at}.questions[{i}]")
+                    answer = text(a, "answer", f"{at}.answers[{i}]")
+                    records.append((f"{book_id}_{i}", image, question, answer, meta))
         return records
 
     def _sample(self, record: OCRRecord) -> Sample:
         sample_id, image, question, answer, meta = record
         return Sample(
             id=sample_id,
-            image=ImageRef(path=str(self.image_dir / image)),
+            image=ImageRef(path=image),
             dataset=self.name,
             question=question,
             answers=(answer,),

@@ -16,6 +16,7 @@ row is one referred object: ``ref_id``, ``ann_id``, ``image_id``, ``split``, ``c
 ``raw_anns``, ``file_name``, ``image_path``, ``captions``, ``global_image_id``. One sample per
 sentence. Every RefCOCO image is a COCO train2014 image; it is found by ``image_id`` under
 ``image_root`` (2014 or 2017 naming, see :class:`CocoImages`), not through ``image_path``.
+A sentence that is not a string or is empty is left out and counted.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from microvlm_datasets.builders.base import (
     missing,
     number,
     read_jsonl,
+    text,
 )
 from microvlm_datasets.builders.coco_images import CocoImages
 from microvlm_datasets.config import RefCocoConfig
@@ -58,21 +60,21 @@ def _maybe_json(value: Any, where: str) -> Any:
     return value
 
 
-def row_sentences(row: Any, where: str) -> list[tuple[str, Any]]:
-    """``[(text, sent_id)]`` of a row: ``sentences`` (``sent``, else ``raw``), else ``captions``."""
+def row_sentences(row: Any, where: str) -> list[tuple[Any, Any, str]]:
+    """``[(text, sent_id, where)]`` of a row: ``sentences`` (``sent``, else ``raw``), else
+    ``captions``; each text is checked with :func:`text` by the caller."""
     sentences = _maybe_json(row.get("sentences"), f"{where}.sentences")
     if sentences:
         out = []
         for i, s in enumerate(expect(sentences, list, f"{where}.sentences")):
-            text = s.get("sent") or s.get("raw") if isinstance(s, dict) else None
-            if not isinstance(text, str):
+            if not isinstance(s, dict):
                 raise MalformedDataError(f"{where}.sentences[{i}]: expected an object with 'sent' or 'raw'")
-            out.append((text.strip(), s.get("sent_id", i)))
+            out.append((s.get("sent") or s.get("raw"), s.get("sent_id", i), f"{where}.sentences[{i}]"))
         return out
     texts = row.get("captions") or row.get("texts")
     if texts is None:
         raise MalformedDataError(f"{where}: no 'sentences' (or 'captions') field")
-    return [(str(t).strip(), i) for i, t in enumerate(expect(texts, list, f"{where}.captions"))]
+    return [(t, i, f"{where}.captions[{i}]") for i, t in enumerate(expect(texts, list, f"{where}.captions"))]
 
 
 def _image_size(row: Any, where: str) -> tuple[int, int] | None:
@@ -139,8 +141,10 @@ class RefCoco(RecordBuilder[RefRecord]):
                 "split": row.get("split", self.config.split),
             }
             size = _image_size(row, at)
-            for text, sent_id in row_sentences(row, at):
-                records.append((f"{ref_id}_{sent_id}", image_id, text, box, size, meta))
+            for value, sent_id, sent_at in row_sentences(row, at):
+                with self.bad_records:
+                    expression = text(value, "expression", sent_at).strip()
+                    records.append((f"{ref_id}_{sent_id}", image_id, expression, box, size, meta))
         return records
 
     def _sample(self, record: RefRecord) -> Sample:

@@ -16,6 +16,9 @@ On disk:
   "question", "choices", "correct_choice_idx", "direct_answers", "rationales",
   "difficult_direct_answer"}`` (test: no answers); images COCO 2017
   ``{image_root}/{split}2017/{image_id:012d}.jpg``.
+
+A question whose text, an answer or a choice is not a string or is empty is left out and
+counted (its answers are scored together, so one bad answer leaves the question out).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from microvlm.data import ImageRef, Sample
 from microvlm_datasets.builders.base import (
+    BadRecord,
     MalformedDataError,
     RecordBuilder,
     expect,
@@ -32,6 +36,8 @@ from microvlm_datasets.builders.base import (
     get,
     integer,
     read_json,
+    text,
+    texts,
 )
 from microvlm_datasets.builders.coco_images import CocoImages
 from microvlm_datasets.config import AOKVQAConfig, OKVQAConfig, VQAv2Config
@@ -107,25 +113,33 @@ class VQAv2(RecordBuilder[VQARecord]):
             at = f"{where}: questions[{i}]"
             qid = get(q, "question_id", at)
             ann = answers.get(qid)
-            meta: dict[str, Any] = {"question_id": qid, "subset": self.subset}
-            given: tuple[str, ...] = ()
-            answer_type = ""
-            if ann is not None:
-                ann_at = f"{self.annotations_file}: question_id {qid}"
-                given = tuple(
-                    str(get(a, "answer", ann_at)) for a in expect(get(ann, "answers", ann_at), list, ann_at)
-                )
-                answer_type = str(ann.get("answer_type", ""))
-                meta["question_type"] = ann.get("question_type", "")
-                meta["multiple_choice_answer"] = ann.get("multiple_choice_answer", "")
-            elif self.annotations_file is not None:
+            if ann is None and self.annotations_file is not None:
                 raise MalformedDataError(
                     f"{self.annotations_file}: no annotation for question_id {qid} of {where}"
                 )
             image_id = integer(get(q, "image_id", at), f"{at}.image_id")
-            meta["image_id"] = image_id
-            records.append((str(qid), image_id, str(get(q, "question", at)), given, answer_type, meta))
+            with self.bad_records:
+                question = text(get(q, "question", at), "question", f"{at}.question")
+                meta: dict[str, Any] = {"question_id": qid, "subset": self.subset}
+                given, answer_type = self._answers(ann, meta, f"{self.annotations_file}: question_id {qid}")
+                meta["image_id"] = image_id
+                records.append((str(qid), image_id, question, given, answer_type, meta))
         return records
+
+    def _answers(self, ann: Any, meta: dict[str, Any], where: str) -> tuple[tuple[str, ...], str]:
+        """An annotation's answers and answer type (none for a test question); fills ``meta``."""
+        if ann is None:
+            return (), ""
+        given = get(ann, "answers", where)
+        if not isinstance(given, list):
+            raise BadRecord("answers is not a list", f"{where}.answers")
+        answers = tuple(
+            text(get(a, "answer", f"{where}.answers[{j}]"), "answer", f"{where}.answers[{j}].answer")
+            for j, a in enumerate(given)
+        )
+        meta["question_type"] = _optional(ann.get("question_type"))
+        meta["multiple_choice_answer"] = _optional(ann.get("multiple_choice_answer"))
+        return answers, _optional(ann.get("answer_type"))
 
     def _sample(self, record: VQARecord) -> Sample:
         qid, image_id, question, answers, answer_type, meta = record
@@ -138,6 +152,11 @@ class VQAv2(RecordBuilder[VQARecord]):
             answer_type=answer_type,
             meta=meta,
         )
+
+
+def _optional(value: Any) -> str:
+    """An optional text field (answer type, question type): a string, else ``""``."""
+    return value if isinstance(value, str) else ""
 
 
 def okvqa(config: OKVQAConfig, name: str = "okvqa") -> VQAv2:
@@ -164,32 +183,27 @@ class AOKVQA(RecordBuilder[AOKVQARecord]):
         records: list[AOKVQARecord] = []
         for i, r in enumerate(expect(read_json(self.file), list, where)):
             at = f"{where}: [{i}]"
-            choices = tuple(str(c) for c in expect(get(r, "choices", at), list, f"{at}.choices"))
-            direct = tuple(str(a) for a in r.get("direct_answers", ()))
             meta: dict[str, Any] = {
                 "question_id": get(r, "question_id", at),
-                "image_id": get(r, "image_id", at),
-                "rationales": list(r.get("rationales", ())),
-                "difficult_direct_answer": bool(r.get("difficult_direct_answer", False)),
+                "image_id": integer(get(r, "image_id", at), f"{at}.image_id"),
             }
-            if "correct_choice_idx" in r:
-                index = r["correct_choice_idx"]
-                if not isinstance(index, int) or not 0 <= index < len(choices):
-                    raise MalformedDataError(
-                        f"{at}: correct_choice_idx {index!r} is not an index into its {len(choices)} choices"
-                    )
-                meta["correct_choice_idx"] = index
-                meta["correct_choice"] = choices[index]
-            records.append(
-                (
-                    str(meta["question_id"]),
-                    integer(meta["image_id"], f"{at}.image_id"),
-                    str(get(r, "question", at)),
-                    choices,
-                    direct,
-                    meta,
-                )
-            )
+            with self.bad_records:
+                question = text(get(r, "question", at), "question", f"{at}.question")
+                choices = texts(get(r, "choices", at), "choice", f"{at}.choices")
+                direct = texts(r.get("direct_answers", []), "answer", f"{at}.direct_answers")
+                rationales = r.get("rationales", [])
+                meta["rationales"] = list(rationales) if isinstance(rationales, list) else []
+                meta["difficult_direct_answer"] = r.get("difficult_direct_answer") is True
+                if "correct_choice_idx" in r:
+                    index = r["correct_choice_idx"]
+                    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(choices):
+                        raise MalformedDataError(
+                            f"{at}: correct_choice_idx {index!r} is not an index into its "
+                            f"{len(choices)} choices"
+                        )
+                    meta["correct_choice_idx"] = index
+                    meta["correct_choice"] = choices[index]
+                records.append((str(meta["question_id"]), meta["image_id"], question, choices, direct, meta))
         return records
 
     def _sample(self, record: AOKVQARecord) -> Sample:

@@ -31,7 +31,8 @@ depends on no webdataset release: the 0.2.x that img2dataset pulls in and 1.x re
 files. Compressed tars (``.tar.gz``) cannot be seeked into; their images are
 held in memory instead (logged). Bad data is skipped and counted in :attr:`WebShards.skipped`
 by reason: ``bad_shard`` (a truncated or non-tar shard: the samples before the damage are
-kept), ``malformed`` (a sample without an image member, or an empty one).
+kept), ``malformed`` (a sample without an image member, or an empty one), ``caption is empty``
+(a caption member with nothing but white space).
 """
 
 from __future__ import annotations
@@ -262,6 +263,9 @@ def _add(
             f.seek(text[1])
             data = f.read(text[2])
         caption = data.decode("utf-8", errors="replace").strip()
+        if not caption:
+            skips.append(("caption is empty", f"{shard}[{text[0]}]"))
+            return
     index.append(0, image, group.get("json"), key, ext, caption)
 
 
