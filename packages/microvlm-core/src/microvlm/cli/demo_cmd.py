@@ -50,7 +50,13 @@ def _fmt(value: object) -> str:
 @click.option("--prompt", default="Describe this image.", show_default=True, help="Question or instruction.")
 @click.option("--checkpoint", default=DEMO_CHECKPOINT, show_default=True, help="Model to answer with.")
 @click.option("--recipe", default=DEMO_RECIPE, show_default=True, help="The demo recipe to run.")
-@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--max-new-tokens",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answer length limit, lowered to what the LLM's context leaves after the image and prompt.",
+)
 @click.pass_obj
 def demo_command(
     plugins: Plugins, image: str | None, prompt: str, checkpoint: str, recipe: str, max_new_tokens: int
@@ -62,10 +68,12 @@ def demo_command(
       microvlm demo --image shapes.jpg --prompt "How many shapes are there?"
     """
     if image is not None:
-        from microvlm.cli.model_cmds import Answerer, load_model, read_image
+        from microvlm.cli.infer_inputs import check_text, read_image
+        from microvlm.cli.model_cmds import Answerer, load_model
 
         if not Path(checkpoint).is_dir():
             raise MicroVLMError(f"{checkpoint}: no demo model yet; train it first with: microvlm demo")
+        check_text(prompt, "--prompt")
         picture = read_image(image)
         answerer = Answerer(load_model(checkpoint, plugins), {"max_new_tokens": max_new_tokens})
         answerer.answer([picture], [prompt], stream=True)

@@ -9,10 +9,19 @@ from typing import Any
 
 import click
 
+from microvlm.cli.infer_inputs import (
+    MAX_BEAMS,
+    FiniteFloatRange,
+    batch_inputs,
+    check_output_dir,
+    check_output_file,
+    check_text,
+    read_image,
+)
 from microvlm.errors import MicroVLMError
 from microvlm.plugins import Plugins
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+__all__ = ["Answerer", "eval_command", "infer_command", "load_model", "read_image"]
 
 
 def _model_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -116,6 +125,8 @@ def eval_command(
         raise MicroVLMError(
             f"{source}: no evaluation entry matches --tasks {list(tasks)} --datasets {list(datasets)}"
         )
+    if output_dir:
+        check_output_dir(output_dir)  # before the model loads
     model = load_model(checkpoint, plugins, overrides)
     results = evaluate(
         model,
@@ -146,18 +157,6 @@ def print_metrics(results: dict[str, dict[str, Any]]) -> None:
 # -- infer -------------------------------------------------------------------------------
 
 
-def read_image(path: str) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise MicroVLMError(f"{path}: no such image file") from None
-    except (OSError, UnidentifiedImageError) as exc:
-        raise MicroVLMError(f"{path}: cannot read image: {exc}") from None
-
-
 class Answerer:
     """A loaded model plus its processor and generation settings."""
 
@@ -169,6 +168,8 @@ class Answerer:
         self.settings = settings
 
     def answer(self, images: list[Any], prompts: list[str], stream: bool = False) -> list[str]:
+        """Answers to ``prompts`` about ``images``; ``stream`` echoes one answer as it is generated
+        (with beam search, once it is complete: beams cannot stream)."""
         import torch
 
         batch = torch.stack([self.processor(im) for im in images])  # (B, 3, H, W)
@@ -185,23 +186,35 @@ class Answerer:
         return answers
 
 
-def _batch_inputs(source: str, prompt: str | None) -> list[tuple[str, str]]:
-    path = Path(source)
-    if path.is_dir():
-        if prompt is None:
-            raise click.UsageError("--input FOLDER needs --prompt (the question for every image)")
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return [(str(p), prompt) for p in files]
-    pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            pairs.append((str(row["image"]), str(row.get("prompt", prompt or ""))))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise MicroVLMError(f'{source}:{n}: expected {{"image": PATH, "prompt": TEXT}}: {exc}') from None
-    return pairs
+def _answer_all(answerer: Answerer, pairs: list[tuple[str, str]], output_path: str, batch_size: int) -> None:
+    """Answer every readable image into ``output_path``; unreadable ones are skipped and reported."""
+    skipped = written = 0
+    try:
+        with Path(output_path).open("w", encoding="utf-8") as f:
+            for start in range(0, len(pairs), batch_size):
+                chunk = []
+                for path, question in pairs[start : start + batch_size]:
+                    try:
+                        chunk.append((path, question, read_image(path)))
+                    except MicroVLMError as exc:
+                        click.echo(f"skipped {exc}", err=True)
+                        skipped += 1
+                if not chunk:
+                    continue
+                answers = answerer.answer([im for _, _, im in chunk], [q for _, q, _ in chunk])
+                for (path, question, _), answer in zip(chunk, answers, strict=True):
+                    row = {"image": path, "prompt": question, "answer": answer}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    written += 1
+                f.flush()
+    except OSError as exc:
+        raise MicroVLMError(
+            f"{output_path}: cannot write answers ({exc.strerror or exc}) after {written}"
+        ) from None
+    if not written:
+        raise MicroVLMError(f"none of the {len(pairs)} images could be read (reasons above); no answers")
+    note = f"; skipped {skipped} of {len(pairs)} images that could not be read" if skipped else ""
+    click.echo(f"wrote {written} answers to {output_path}{note}", err=True)
 
 
 def _interactive(answerer: Answerer, image_path: str | None) -> None:
@@ -212,21 +225,23 @@ def _interactive(answerer: Answerer, image_path: str | None) -> None:
             line = input("> ").strip()
         except EOFError:
             break
+        except UnicodeDecodeError as exc:
+            click.echo(f"Error: that line is not UTF-8 text ({exc.reason}); type it again", err=True)
+            continue
         if not line:
             continue
         if line in ("quit", "exit"):
             break
-        if line.startswith("load "):
-            try:
+        try:
+            if line.startswith("load "):
                 image = read_image(line[5:].strip())
                 click.echo(f"loaded {line[5:].strip()}")
-            except MicroVLMError as exc:
-                click.echo(f"Error: {exc}", err=True)
-            continue
-        if image is None:
-            click.echo("Error: no image yet; load one with: load PATH", err=True)
-            continue
-        answerer.answer([image], [line], stream=True)
+            elif image is None:
+                click.echo("Error: no image yet; load one with: load PATH", err=True)
+            else:
+                answerer.answer([image], [check_text(line, "the question")], stream=True)
+        except MicroVLMError as exc:
+            click.echo(f"Error: {exc}", err=True)
 
 
 @click.command("infer")
@@ -240,19 +255,38 @@ def _interactive(answerer: Answerer, image_path: str | None) -> None:
     "--input",
     "input_path",
     type=click.Path(exists=True),
-    help="A folder of images (with --prompt) or a JSONL of {image, prompt}; answers go to --output.",
+    help="A folder of images (with --prompt) or a JSONL of {image, prompt}; answers go to --output. "
+    "Unreadable images are skipped and reported; the exit status is 1 only when none could be read.",
 )
 @click.option(
     "--output", "output_path", type=click.Path(dir_okay=False), help="JSONL to write (with --input)."
 )
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="With --input.")
-@click.option("--max-new-tokens", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
-@click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True))
+@click.option(
+    "--max-new-tokens",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answer length limit, lowered to what the LLM's context leaves after the image and prompt.",
+)
+@click.option(
+    "--temperature",
+    default=0.7,
+    show_default=True,
+    type=FiniteFloatRange(min=0.0),
+    help="With --do-sample; 0 = greedy.",
+)
+@click.option("--top-p", default=0.9, show_default=True, type=FiniteFloatRange(0.0, 1.0, min_open=True))
 @click.option(
     "--do-sample", is_flag=True, help="Sample (with temperature / top-p) instead of greedy decoding."
 )
-@click.option("--num-beams", default=1, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--num-beams",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, MAX_BEAMS),
+    help="Beam search above 1 (answers then print when complete, not streamed).",
+)
 @_model_set_option
 @click.pass_obj
 def infer_command(
@@ -282,27 +316,25 @@ def infer_command(
         raise click.UsageError("give --image and --prompt, or --interactive, or --input")
     if input_path and not output_path:
         raise click.UsageError("--input needs --output FILE.jsonl")
+    # Everything the user gave is checked before the model loads (which can take minutes).
+    if prompt is not None:
+        check_text(prompt, "--prompt")
     if input_path:
-        pairs = _batch_inputs(input_path, prompt)  # validate inputs before the model loads
+        pairs = batch_inputs(input_path, prompt)
+        check_output_file(str(output_path))
     elif image:
-        read_image(image)  # a bad image fails before the model loads
+        read_image(image)
     settings = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
-        "do_sample": do_sample,
+        "do_sample": do_sample and temperature > 0,  # temperature 0 is greedy decoding
         "num_beams": num_beams,
     }
     answerer = Answerer(load_model(checkpoint, plugins, overrides), settings)
     if interactive:
         _interactive(answerer, image)
     elif input_path:
-        with Path(output_path).open("w", encoding="utf-8") as f:
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
-                answers = answerer.answer([read_image(p) for p, _ in chunk], [q for _, q in chunk])
-                for (path, question), answer in zip(chunk, answers, strict=True):
-                    f.write(json.dumps({"image": path, "prompt": question, "answer": answer}) + "\n")
-        click.echo(f"wrote {len(pairs)} answers to {output_path}", err=True)
+        _answer_all(answerer, pairs, str(output_path), batch_size)
     else:
-        answerer.answer([read_image(image)], [prompt], stream=True)
+        answerer.answer([read_image(str(image))], [str(prompt)], stream=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from microvlm.config import ModelConfig
 from microvlm.models.projection import Projection
-from microvlm.models.text import IGNORE, left_pad_prompts
+from microvlm.models.text import IGNORE, fit_new_tokens, generation_room, left_pad_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +218,12 @@ class MicroVLM(nn.Module):
     ) -> list[str]:
         """Answer ``samples = {"image": [B, 3, H, W], "prompt": str | list[str]}``.
 
+        Image, prompt and answer stay within the LLM's ``max_position_embeddings``: the head
+        of a prompt is cut to fit, and ``max_new_tokens`` is lowered (with a warning) to fit.
+
         :param streamer: a transformers streamer (e.g. ``TextIteratorStreamer``), batch 1.
-        :param on_text: called with each new piece of decoded text (batch 1), for the CLI.
+        :param on_text: called with each new piece of decoded text (batch 1), for the CLI; with
+            ``num_beams > 1`` (beam search cannot stream), once with the whole answer.
         :returns: one decoded string per image, special tokens removed.
         """
         images = samples["image"]
@@ -228,11 +232,17 @@ class MicroVLM(nn.Module):
         if len(prompts) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(prompts)} prompts")
         tok = self.tokenizer
+        positions = self.max_positions
+        max_prompt_tokens = generation_room(self.num_queries, positions, max_prompt_tokens)
         ids, mask = left_pad_prompts(prompts, tok, max_prompt_tokens)  # (B, T), pads first
+        if positions:
+            warned = self.__dict__.setdefault("_budget_warned", set())  # warn once per value
+            max_new_tokens = fit_new_tokens(max_new_tokens, positions, self.num_queries, ids.shape[1], warned)
         if on_text is not None:
             if streamer is not None or len(prompts) != 1:
                 raise ValueError("on_text streams one sample at a time and replaces streamer")
-            streamer = _CallbackStreamer(tok, on_text)
+            if num_beams == 1:
+                streamer = _CallbackStreamer(tok, on_text)
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "do_sample": do_sample,
@@ -243,7 +253,16 @@ class MicroVLM(nn.Module):
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
         out = self.generate_ids(images, ids, mask, streamer=streamer, **kwargs)
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        answers = [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        if on_text is not None and streamer is None:  # beam search: the whole answer at once
+            on_text(answers[0])
+        return answers
+
+    @property
+    def max_positions(self) -> int | None:
+        """The LLM's ``max_position_embeddings`` (image + prompt + answer), None if it has none."""
+        value = getattr(getattr(self.llm, "hf_config", None), "max_position_embeddings", None)
+        return int(value) if value else None
 
     @torch.no_grad()
     def generate_ids(
