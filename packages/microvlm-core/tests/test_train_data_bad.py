@@ -9,13 +9,20 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import torch
 
+from microvlm import load_plugins
 from microvlm.config import RunConfig
 from microvlm.data import Example, ImageRef, Sample, Segment
 from microvlm.data.samples import ImageError
 from microvlm.errors import MicroVLMError
+from microvlm.hookspecs import hookimpl
+from microvlm.recipe import load_recipe
+from microvlm.testing import tiny_llm_path
+from microvlm.toys import ToyDataset, ToyDatasetConfig, ToyPlugin, toy_training_recipe
+from microvlm.train import run
 from microvlm.train.data import (
     BadDataMonitor,
     Batch,
@@ -309,3 +316,68 @@ def test_random_transforms_are_seeded_per_item_and_leave_the_callers_generator(s
     assert torch.equal(torch.get_rng_state(), state)
     other_epoch = EpochDataset([source], order, NoisyProcessor(), Tokenizer(), seed=3, epoch=1)
     assert not torch.equal(other_epoch[1].image, forward[1])
+
+
+# -------------------------------------------------------------------------------------
+# Real tiny runs on toy data with broken images
+# -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BrokenToysConfig(ToyDatasetConfig):
+    bad: tuple[int, ...] = ()  # samples whose image bytes are not an image
+
+
+class BrokenToys(ToyDataset):
+    """The toy squares, with the images of ``config.bad`` replaced by bytes that are no image."""
+
+    def __iter__(self) -> Any:
+        for sample in super().__iter__():
+            broken = int(sample.id) in self.config.bad
+            yield attrs.evolve(sample, image=ImageRef(data=b"<html>gone</html>")) if broken else sample
+
+
+class BrokenToysPlugin:
+    @hookimpl
+    def register_datasets(self, register: Any) -> None:
+        register("broken_toys", BrokenToys, BrokenToysConfig, description="toy squares, some broken")
+
+
+@pytest.fixture(scope="module")
+def broken_plugins() -> Any:
+    return load_plugins(extra=[("toys", ToyPlugin()), ("broken_toys", BrokenToysPlugin())])
+
+
+def broken_recipe(tmp_path: Path, plugins: Any, bad: tuple[int, ...], name: str = "r", **run: Any) -> Any:
+    """The toy recipe (8 samples, batch 4: 2 steps an epoch) with the images ``bad`` broken."""
+    text = toy_training_recipe(str(tmp_path / name), str(tiny_llm_path()), **run)
+    data = 'dataset = "toy_dataset"\nn = 8\n'
+    assert data in text
+    text = text.replace(data, f'dataset = "broken_toys"\nn = 8\nbad = {list(bad)}\n')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return load_recipe(path, plugins)
+
+
+def first_of_epoch(seed: int = 1, epoch: int = 0) -> int:
+    """The sample index the run's first step reads first (8 toy samples, one entry)."""
+    from microvlm.train.data import epoch_order
+
+    order = epoch_order([Source("toy", range(8), None, 1.0)], epoch, seed)
+    return order[0][1]
+
+
+@pytest.mark.parametrize(
+    "run_settings", [{"epochs": 1}, {"epochs": 1, "max_steps": 1}], ids=["last-epoch", "max-steps-mid-epoch"]
+)
+def test_the_limit_holds_at_the_end_of_training(
+    tmp_path: Path, broken_plugins: Any, run_settings: dict[str, Any]
+) -> None:
+    """1 bad image of 8 (12.5 %) is over the default 1 %, in the last (here only) epoch and when
+    max_steps ends training in the middle of an epoch (1 step of 2: 1 bad image of 4)."""
+    bad = (first_of_epoch(),)
+    recipe = broken_recipe(tmp_path, broken_plugins, bad, **run_settings)
+    with pytest.raises(MicroVLMError, match=r"broken_toys/toy_task: 1 of \d samples .* skipped") as info:
+        run(recipe, broken_plugins, progress=False)
+    assert "run.max_bad_fraction = 0.01" in str(info.value)
+    assert not (tmp_path / "r" / "checkpoint_final").exists()

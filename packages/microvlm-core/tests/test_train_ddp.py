@@ -133,3 +133,52 @@ def test_token_weight_makes_ddp_average_the_global_token_mean():
     weight = _token_weight(10, OtherRankAdds(0, 2))  # DDP averages 2 gradients: x world / all tokens
     assert weight == pytest.approx(2 * 10 / (10 + other_tokens))
     assert _token_weight(7, DistInfo()) == 1.0
+
+
+BROKEN_SCRIPT = """\
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(sys.argv[1])))  # the tests folder: the broken toy dataset
+from test_train_data_bad import BrokenToysPlugin
+
+from microvlm import load_plugins
+from microvlm.recipe import load_recipe
+from microvlm.toys import ToyPlugin
+from microvlm.train import run
+
+plugins = load_plugins(extra=[("toys", ToyPlugin()), ("broken_toys", BrokenToysPlugin())])
+run(load_recipe(sys.argv[2], plugins, sys.argv[3:]), plugins, progress=False)
+"""
+
+
+@pytest.mark.slow  # ~30 s: two worker processes
+def test_two_processes_stop_on_bad_data_at_the_end_of_training(tmp_path):
+    """1 broken image of 8 read in the only step (4 per process): both processes stop after it
+    with the counts of both, and no final checkpoint is written."""
+    from pathlib import Path
+
+    text = toy_training_recipe(str(tmp_path / "out"), str(tiny_llm_path()), epochs=1)
+    path = tmp_path / "r.toml"
+    path.write_text(
+        text.replace('dataset = "toy_dataset"\nn = 8\n', 'dataset = "broken_toys"\nn = 8\nbad = [5]\n')
+    )
+    script = tmp_path / "train_broken.py"
+    script.write_text(BROKEN_SCRIPT)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(Path(__file__).parent),
+        str(path),
+        "run.max_text_tokens=6",
+    ]
+    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.count("broken_toys/toy_task: 1 of 8 samples read this epoch were skipped") == 2, (
+        done.stderr[-3000:]
+    )
+    assert not (tmp_path / "out" / "checkpoint_final").exists()

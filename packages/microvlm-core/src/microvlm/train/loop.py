@@ -235,14 +235,13 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 if last:
                     break
             else:
-                stop_flags(dist, False, monitor, epoch_end=True)  # distributed: the epoch's sums
-                skipped = monitor.end_epoch(state.epoch)  # logs counts; stops above the limit
-                if skipped.get("data/skipped"):
-                    reporter.log_eval(skipped, state.step)
+                end_epoch(dist, monitor, state.epoch, state.step, reporter)
                 state.epoch += 1
                 state.micro_step = 0
                 continue
             break
+        # the last epoch, whole or cut short by max_steps: its last step left the loop above
+        end_epoch(dist, monitor, state.epoch, state.step, reporter)
         if recipe.eval.data:
             scores = validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text)
             reporter.log_eval(scores, state.step)
@@ -255,6 +254,17 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             final_evaluation(model, recipe, plugins, progress=progress)  # results.json
     dist.barrier()
     return final
+
+
+def end_epoch(dist: DistInfo, monitor: BadDataMonitor, epoch: int, step: int, reporter: Any) -> None:
+    """Judge the epoch's bad-data counts (all processes' sums; no minimum), log and reset them.
+
+    Called by every process at the same point: at the end of each epoch and once more when
+    training ends (the last step or ``max_steps`` in the middle of an epoch)."""
+    stop_flags(dist, False, monitor, epoch_end=True)  # distributed: the epoch's sums
+    skipped = monitor.end_epoch(epoch)  # logs counts; stops above the limit
+    if skipped.get("data/skipped"):
+        reporter.log_eval(skipped, step)
 
 
 def stop_flags(dist: DistInfo, signalled: bool, monitor: BadDataMonitor, epoch_end: bool = False) -> bool:
