@@ -16,7 +16,9 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -202,6 +204,22 @@ name = "jsonl"
 """
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` RGB pixels but holds no pixel data: how a
+    decompression bomb looks to ``PIL.Image.open`` (which checks the size before decoding)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
 @functools.cache
 def _cache_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="microvlm-testing-"))
@@ -232,6 +250,7 @@ __all__ = [
     "TINY_QFORMER_TOML",
     "make_tiny_llm",
     "make_tiny_tokenizer",
+    "png_declaring",
     "tiny_corpus",
     "tiny_llm_path",
     "tiny_tokenizer_path",
