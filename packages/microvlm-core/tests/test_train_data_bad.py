@@ -4,7 +4,9 @@ reported at the end of an epoch, and stop the run above run.max_bad_fraction."""
 from __future__ import annotations
 
 import io
+import json
 import logging
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -381,3 +383,69 @@ def test_the_limit_holds_at_the_end_of_training(
         run(recipe, broken_plugins, progress=False)
     assert "run.max_bad_fraction = 0.01" in str(info.value)
     assert not (tmp_path / "r" / "checkpoint_final").exists()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_resumed_run_counts_the_bad_data_read_before_the_interruption(
+    tmp_path: Path, broken_plugins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broken image is read in step 1 of 2; a run killed after the step-1 checkpoint and
+    resumed stops with the same counts as the run that was never interrupted."""
+    from microvlm.train.state import RunState
+
+    bad = (first_of_epoch(),)
+    straight = broken_recipe(tmp_path, broken_plugins, bad, name="a", epochs=1, save_every=1)
+    with pytest.raises(MicroVLMError) as uninterrupted:
+        run(straight, broken_plugins, progress=False)
+
+    save = RunState.save
+
+    def save_then_crash(self: RunState, *args: Any, **kwargs: Any) -> Path:
+        path = save(self, *args, **kwargs)
+        if self.step == 1:
+            raise Crash
+        return path
+
+    again = broken_recipe(tmp_path, broken_plugins, bad, name="b", epochs=1, save_every=1)
+    monkeypatch.setattr(RunState, "save", save_then_crash)
+    with pytest.raises(Crash):
+        run(again, broken_plugins, progress=False)
+    monkeypatch.setattr(RunState, "save", save)
+    with pytest.raises(MicroVLMError) as resumed:
+        run(again, broken_plugins, progress=False)
+    assert str(resumed.value) == str(uninterrupted.value)
+    assert "1 of 8 samples" in str(resumed.value)
+
+    # A checkpoint written before the counts were saved still resumes (counting from there).
+    shutil.rmtree(tmp_path / "b" / "checkpoint_step000002")  # the resumed run's, with the counts
+    meta_file = tmp_path / "b" / "checkpoint_step000001" / "trainer.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["bad_data"][0]["seen"] == [4] and meta["bad_data"][0]["reasons"] == [{"not_image": 1}]
+    del meta["bad_data"]
+    meta_file.write_text(json.dumps(meta))
+    run(again, broken_plugins, progress=False)  # 0 of the 4 samples read after the checkpoint
+    assert (tmp_path / "b" / "checkpoint_final").is_dir()
+
+
+def test_counts_written_by_two_processes_resume_in_one(samples: list[Sample]) -> None:
+    from microvlm.train.state import restore_bad_data
+
+    data = _dataset(samples)
+    collate = Collate(Tokenizer(), 32)
+    ranks = [BadDataMonitor(data.sources, max_fraction=0.2, world=2) for _ in range(2)]
+    ranks[0].update(collate([data[j] for j in range(5)]))  # 2 bad: missing, not_image
+    ranks[1].update(collate([data[j] for j in range(5, 10)]))  # 1 bad: truncated
+    saved = {"bad_data": [m.state_dict() for m in ranks]}
+    alone = BadDataMonitor(data.sources, max_fraction=0.2)
+    restore_bad_data(alone, saved, DistInfo(), "ck")
+    assert alone.seen == [10] and sum(alone.reasons[0].values()) == 3
+    with pytest.raises(MicroVLMError, match="3 of 10 samples"):
+        alone.end_epoch(0)
+    mine = BadDataMonitor(data.sources, max_fraction=0.2, world=2)
+    restore_bad_data(mine, saved, DistInfo(1, 2), "ck")  # as many processes: each takes its own
+    assert mine.seen == [5] and mine.reasons[0] == {"truncated": 1}
+    with pytest.raises(MicroVLMError, match="ck: the bad-data counts are malformed"):
+        restore_bad_data(alone, {"bad_data": [{"seen": 3}]}, DistInfo(), "ck")

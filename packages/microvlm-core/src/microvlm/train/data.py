@@ -19,8 +19,8 @@ cannot be made into an example, is skipped: :class:`EpochDataset` takes in its p
 of the same dataset drawn by a generator seeded with the bad sample's index, so batches keep
 their size (every DDP rank runs the same steps) and skipping is a pure function of the data —
 a resumed run skips exactly what the uninterrupted one did. Each skip travels with its batch
-(:attr:`Batch.bad`) to the main process, where :class:`BadDataMonitor` counts skips by dataset
-and reason, logs them at the end of an epoch, and stops the run with a
+(:attr:`Batch.bad`) to the main process, where :class:`~microvlm.train.bad_data.BadDataMonitor` counts skips
+by dataset and reason, logs them at the end of an epoch, and stops the run with a
 :class:`~microvlm.errors.MicroVLMError` naming the dataset and examples of the bad files when a
 dataset's share of bad samples exceeds ``run.max_bad_fraction``. Records a builder left out
 while loading (e.g. a damaged web shard) count too.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import random
 import zlib
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -43,11 +42,11 @@ from microvlm.data import Example, Sample
 from microvlm.data.samples import ImageError
 from microvlm.errors import MicroVLMError
 from microvlm.models.text import TextBatch, collate_text
+from microvlm.train.bad_data import MAX_EXAMPLES, BadDataMonitor, merge_counts, reasons_text
 
 logger = logging.getLogger(__name__)
 
 MAX_REPLACEMENTS = 16  # samples tried in place of a bad one before the dataset is declared unreadable
-MAX_EXAMPLES = 5  # bad files named per dataset in logs and errors
 
 
 @attrs.frozen
@@ -115,7 +114,7 @@ def build_sources(
             where for found in (getattr(builder, "skipped_examples", {}) or {}).values() for where in found
         )[:MAX_EXAMPLES]
         if not len(samples):
-            unreadable = f" ({_reasons(skipped)} left out, e.g. {examples[0]})" if examples else ""
+            unreadable = f" ({reasons_text(skipped)} left out, e.g. {examples[0]})" if examples else ""
             raise MicroVLMError(
                 f"data entry {name}: the dataset yielded no samples{unreadable}; check its root and split"
             )
@@ -283,184 +282,6 @@ class Collate:
         )
 
 
-# -------------------------------------------------------------------------------------
-# Counting bad data
-# -------------------------------------------------------------------------------------
-
-
-class BadDataMonitor:
-    """Counts skipped samples per dataset and reason; stops a run with too many.
-
-    The runner calls :meth:`update` with every batch, :meth:`end_epoch` after the last batch of an
-    epoch (it logs the counts and returns them as metrics), and may save :meth:`state_dict` in its
-    checkpoints so that a resumed epoch's counts include the part before the interruption.
-
-    A dataset is over the limit when more than ``max_fraction`` of its samples read so far were
-    bad — checked once it has ``min_seen`` samples in the epoch, and at the end of every epoch.
-    Records its builder left out while loading are checked once, at construction, against the
-    samples it kept.
-
-    In a distributed run (``world`` > 1) each process counts the batches it reads and checks
-    nothing itself: the runner's per-step collective (:func:`microvlm.train.loop.stop_flags`) sums
-    every process's :meth:`counts` and :meth:`check_totals` judges those sums, so the limit applies
-    to the data as a whole and every process stops at the same step with the same message.
-    """
-
-    def __init__(
-        self, sources: Sequence[Source], max_fraction: float = 0.01, min_seen: int = 1000, world: int = 1
-    ) -> None:
-        self.world = world  # processes; more than one: only check_totals() judges (their sums)
-        self.totals: list[float] | None = None  # the last sums check_totals() saw (distributed)
-        self.names = [s.name for s in sources]
-        self.max_fraction = max_fraction
-        self.min_seen = min_seen
-        self.seen = [0] * len(sources)  # items of each source this epoch
-        self.reasons: list[Counter[str]] = [Counter() for _ in sources]  # this epoch
-        self.examples: list[list[str]] = [[] for _ in sources]  # "where (reason)", this epoch
-        self.total: Counter[str] = Counter()  # reason -> skips in the whole run
-        for source in sources:
-            skipped = sum(source.skipped.values())
-            if skipped:
-                kept = len(source.samples)
-                logger.warning(
-                    "%s: %d records left out while loading (%s), %d kept",
-                    source.name,
-                    skipped,
-                    _reasons(source.skipped),
-                    kept,
-                )
-                if skipped / (kept + skipped) > max_fraction:
-                    raise MicroVLMError(
-                        f"{source.name}: {skipped} of {kept + skipped} records could not be read "
-                        f"({_reasons(source.skipped)}), more than run.max_bad_fraction = "
-                        f"{max_fraction:g}. Examples: {'; '.join(source.skipped_examples)}. Repair or "
-                        f"re-download these files, or raise run.max_bad_fraction."
-                    )
-
-    def update(self, batch: Batch) -> None:
-        """Count a batch's rows and skips; raises when a dataset is over the limit."""
-        for k in batch.sources:
-            self.seen[k] += 1
-        touched = set()
-        for bad in batch.bad:
-            self.reasons[bad.source][bad.reason] += 1
-            self.total[bad.reason] += 1
-            if len(self.examples[bad.source]) < MAX_EXAMPLES:
-                self.examples[bad.source].append(f"{bad.where} ({bad.reason})")
-            touched.add(bad.source)
-        if self.world > 1:
-            return
-        for k in touched:
-            if self.seen[k] >= self.min_seen:
-                self._check(k, self.seen[k], sum(self.reasons[k].values()))
-
-    def counts(self) -> list[float]:
-        """This epoch's ``[seen_0, ..., seen_K-1, bad_0, ..., bad_K-1]``: what a distributed run sums."""
-        return [float(n) for n in self.seen] + [float(sum(r.values())) for r in self.reasons]
-
-    def check_totals(self, totals: Sequence[float], epoch_end: bool = False) -> None:
-        """Raise when a dataset is over the limit in ``totals``, the sum of every process's :meth:`counts`.
-
-        Checked once a dataset has ``min_seen`` samples in all, and always at ``epoch_end``. Every
-        process gets the same sums, so every process raises at the same step.
-        """
-        K = len(self.names)
-        if len(totals) != 2 * K:
-            raise ValueError(f"expected {2 * K} summed counts, got {len(totals)}")
-        self.totals = [float(v) for v in totals]
-        for k in range(K):
-            seen, bad = int(totals[k]), int(totals[K + k])
-            if bad and (epoch_end or seen >= self.min_seen):
-                self._check(k, seen, bad)
-
-    def _check(self, k: int, seen: int, bad: int) -> None:
-        if not seen or bad / seen <= self.max_fraction:
-            return
-        here = sum(self.reasons[k].values())
-        world = self.world
-        if world == 1:
-            detail = f"({_reasons(self.reasons[k])}). Examples: {'; '.join(self.examples[k])}."
-        elif here:
-            detail = (
-                f"by the {world} training processes. This process skipped {here} "
-                f"({_reasons(self.reasons[k])}), e.g. {'; '.join(self.examples[k])}."
-            )
-        else:
-            detail = (
-                f"by the {world} training processes; the logs of the others name the files "
-                f"(this process read none of them)."
-            )
-        raise MicroVLMError(
-            f"{self.names[k]}: {bad} of {seen} samples read this epoch were skipped {detail} "
-            f"That is more than run.max_bad_fraction = {self.max_fraction:g}: repair or re-download "
-            f"these files, or raise run.max_bad_fraction."
-        )
-
-    def metrics(self) -> dict[str, float]:
-        """This epoch's counts: ``data/skipped``, ``data/skipped/<reason>``, ``data/skipped_fraction``."""
-        epoch: Counter[str] = Counter()
-        for reasons in self.reasons:
-            epoch.update(reasons)
-        seen = sum(self.seen)
-        out = {"data/skipped": float(sum(epoch.values()))}
-        if self.totals is not None:  # distributed: every process's samples (reasons: this process's)
-            K = len(self.names)
-            seen = int(sum(self.totals[:K]))
-            out["data/skipped"] = float(sum(self.totals[K:]))
-        out.update({f"data/skipped/{reason}": float(n) for reason, n in sorted(epoch.items())})
-        out["data/skipped_fraction"] = out["data/skipped"] / seen if seen else 0.0
-        return out
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Log the epoch's counts, check every dataset against the limit, reset; returns :meth:`metrics`."""
-        metrics = self.metrics()
-        for k, name in enumerate(self.names):
-            bad = sum(self.reasons[k].values())
-            if bad:
-                logger.warning(
-                    "epoch %d: %s: skipped %d of %d samples (%s); e.g. %s",
-                    epoch,
-                    name,
-                    bad,
-                    self.seen[k],
-                    _reasons(self.reasons[k]),
-                    "; ".join(self.examples[k]),
-                )
-            if self.world == 1:
-                self._check(k, self.seen[k], bad)
-        if not metrics["data/skipped"]:
-            logger.info("epoch %d: no bad samples", epoch)
-        self.seen = [0] * len(self.names)
-        self.reasons = [Counter() for _ in self.names]
-        self.examples = [[] for _ in self.names]
-        self.totals = None
-        return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        """The counts (JSON-serialisable), for a checkpoint."""
-        return {
-            "seen": list(self.seen),
-            "reasons": [dict(r) for r in self.reasons],
-            "examples": [list(e) for e in self.examples],
-            "total": dict(self.total),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if len(state["seen"]) != len(self.names):
-            raise MicroVLMError(
-                f"bad-data counts in the checkpoint are for {len(state['seen'])} data entries, "
-                f"the recipe has {len(self.names)}"
-            )
-        self.seen = list(state["seen"])
-        self.reasons = [Counter(r) for r in state["reasons"]]
-        self.examples = [list(e) for e in state["examples"]]
-        self.total = Counter(state["total"])
-
-
-def _reasons(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 class StepSampler(torch.utils.data.Sampler[list[int]]):
     """Batches of one process: global batch ``s`` covers ``order[s*G:(s+1)*G]``, ``G = B*world``,
     and rank ``r`` takes its ``B`` consecutive items. Starts at ``start_step`` (resume).
@@ -494,3 +315,18 @@ class StepSampler(torch.utils.data.Sampler[list[int]]):
         for s in range(self.start_step, self.steps()):
             first = s * G + self.rank * self.batch_size
             yield list(range(first, first + self.batch_size))
+
+
+__all__ = [  # BadDataMonitor and merge_counts live in bad_data; imported from here too
+    "MAX_EXAMPLES",
+    "BadDataMonitor",
+    "Batch",
+    "Collate",
+    "EpochDataset",
+    "Item",
+    "Source",
+    "StepSampler",
+    "build_sources",
+    "epoch_order",
+    "merge_counts",
+]

@@ -109,7 +109,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     """Train one stage; returns the final checkpoint directory."""
     from microvlm.processors import ImageEvalProcessor
     from microvlm.train.reporting import Reporter
-    from microvlm.train.state import RunState, gather_rank_rng
+    from microvlm.train.state import RunState, gather_bad_data, gather_rank_rng, restore_bad_data
 
     dist = dist or DistInfo.from_env()
     run = recipe.run
@@ -156,6 +156,8 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             RunState.resume(out, model, optimizer, scheduler, dist, run.batch_size, run.grad_accum_steps)
             or state
         )
+        if state.saved:
+            restore_bad_data(monitor, state.saved, dist, ckpt.step_dir(out, state.step) / ckpt.META)
     train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
     reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)
@@ -170,6 +172,13 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             max_text,
         )
     collate = Collate(tokenizer, max_text)  # cuts every sequence the same way on every rank
+
+    def save_step(state: RunState, extra: dict[str, Any]) -> None:
+        """A step checkpoint; every rank calls this at the same step (the RNG gather is a collective)."""
+        rank_rng = gather_rank_rng(dist) if dist.world > 1 else None
+        if dist.is_main:
+            state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last, rank_rng, extra)
+
     model.train()
     with _StopFlag() as stop, reporter:
         reporter.start(state.step)
@@ -221,9 +230,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                 last = state.step >= total_steps
                 stopping = stop_flags(dist, stop.signal is not None, monitor)  # all ranks, same step
                 if stopping or (run.save_every and state.step % run.save_every == 0):
-                    rank_rng = gather_rank_rng(dist) if dist.world > 1 else None
-                    if dist.is_main:
-                        state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last, rank_rng)
+                    save_step(state, extra={"bad_data": gather_bad_data(dist, monitor)})
                 if recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0 and not last:
                     reporter.log_eval(
                         validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text),

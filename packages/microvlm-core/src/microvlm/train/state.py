@@ -13,6 +13,7 @@ from microvlm.config import Recipe
 from microvlm.errors import MicroVLMError
 from microvlm.models.weights import weights_to_save
 from microvlm.train import checkpoint as ckpt
+from microvlm.train.data import BadDataMonitor, merge_counts
 from microvlm.train.dist import DistInfo
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class RunState:
     epoch: int = 0
     micro_step: int = 0
     world: int = 1  # processes of the run that owns this state
+    saved: dict[str, Any] = attrs.field(factory=dict, repr=False)  # trainer.json resumed from, if any
 
     def meta(self, recipe: Recipe, plugins: Any) -> dict[str, Any]:
         return {
@@ -54,10 +56,13 @@ class RunState:
         plugins: Any,
         keep_last: int,
         rank_rng: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Path:
         """A step checkpoint with everything exact resume needs; prunes old ones.
 
         :param rank_rng: :func:`gather_rank_rng` of a distributed run (rank 0 writes alone).
+        :param extra: more JSON-serialisable entries for ``trainer.json`` (the bad-data counts of
+            every process, :func:`gather_bad_data`), back in :attr:`saved` on resume.
         """
         rng = ckpt.rng_state()
         if rank_rng:
@@ -67,9 +72,8 @@ class RunState:
             "scheduler": scheduler.state_dict(),
             "rng": rng,
         }
-        path = ckpt.save_checkpoint(
-            ckpt.step_dir(out, self.step), weights_to_save(model), state, self.meta(recipe, plugins)
-        )
+        meta = {**self.meta(recipe, plugins), **(extra or {})}
+        path = ckpt.save_checkpoint(ckpt.step_dir(out, self.step), weights_to_save(model), state, meta)
         ckpt.prune(out, keep_last)
         logger.info("saved %s", path)
         return path
@@ -132,7 +136,7 @@ class RunState:
         micro_step = meta["micro_step"]
         if batch_size is not None and "epoch_samples" in meta:
             micro_step = micro_step_at(meta["epoch_samples"], batch_size, dist.world, grad_accum_steps, path)
-        return cls(meta["step"], meta["epoch"], micro_step, dist.world)
+        return cls(meta["step"], meta["epoch"], micro_step, dist.world, meta)
 
 
 def micro_step_at(samples: int, batch_size: int, world: int, grad_accum_steps: int, where: Any = "") -> int:
@@ -154,6 +158,37 @@ def micro_step_at(samples: int, batch_size: int, world: int, grad_accum_steps: i
             samples - done,
         )
     return micro
+
+
+def gather_bad_data(dist: DistInfo, monitor: BadDataMonitor) -> list[dict[str, Any]]:
+    """Every process's :meth:`BadDataMonitor.state_dict`, by rank (a collective when distributed)."""
+    state = monitor.state_dict()
+    if not dist.active:
+        return [state]
+    states: list[Any] = [None] * dist.world
+    torch.distributed.all_gather_object(states, state)  # between this run's own processes only
+    return states
+
+
+def restore_bad_data(monitor: BadDataMonitor, saved: dict[str, Any], dist: DistInfo, where: Any) -> None:
+    """Give ``monitor`` back the counts of the epoch's part before the checkpoint (``saved`` is its
+    ``trainer.json``), so a resumed run judges the same numbers as one never interrupted.
+
+    Each process takes back its own counts when as many wrote them; with another process count
+    rank 0 takes the sum of all and the others start at zero (the limit judges the sum)."""
+    states = saved.get("bad_data")
+    if states is None:
+        logger.warning(
+            "%s holds no bad-data counts (an older checkpoint): this epoch's counts start at this step", where
+        )
+        return
+    try:
+        if len(states) == dist.world:
+            monitor.load_state_dict(states[dist.rank])
+        elif dist.is_main:
+            monitor.load_state_dict(merge_counts(states))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MicroVLMError(f"{where}: the bad-data counts are malformed ({exc!r})") from None
 
 
 def gather_rank_rng(dist: DistInfo) -> dict[str, torch.Tensor]:
@@ -185,4 +220,4 @@ def _set_rank_rng(by_rank: dict[str, torch.Tensor] | None, dist: DistInfo, path:
         torch.cuda.set_rng_state(by_rank["cuda"][dist.rank].clone())
 
 
-__all__ = ["RunState", "gather_rank_rng", "micro_step_at"]
+__all__ = ["RunState", "gather_bad_data", "gather_rank_rng", "micro_step_at", "restore_bad_data"]
