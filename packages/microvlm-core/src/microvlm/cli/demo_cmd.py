@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from microvlm.cli.infer_inputs import max_new_tokens_option
 from microvlm.errors import MicroVLMError
 from microvlm.plugins import Plugins
 
@@ -50,13 +51,7 @@ def _fmt(value: object) -> str:
 @click.option("--prompt", default="Describe this image.", show_default=True, help="Question or instruction.")
 @click.option("--checkpoint", default=DEMO_CHECKPOINT, show_default=True, help="Model to answer with.")
 @click.option("--recipe", default=DEMO_RECIPE, show_default=True, help="The demo recipe to run.")
-@click.option(
-    "--max-new-tokens",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Answer length limit, lowered to what the LLM's context leaves after the image and prompt.",
-)
+@max_new_tokens_option(default=64)
 @click.pass_obj
 def demo_command(
     plugins: Plugins, image: str | None, prompt: str, checkpoint: str, recipe: str, max_new_tokens: int

@@ -38,6 +38,7 @@ def read_image(path: str) -> Image.Image:
 
     try:
         with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # e.g. corrupt EXIF
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 rgb = image.convert("RGB")
@@ -158,6 +159,17 @@ def _os_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def max_new_tokens_option(default: int) -> Any:
+    """The ``--max-new-tokens`` option of ``infer`` and ``demo``."""
+    return click.option(
+        "--max-new-tokens",
+        default=default,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Answer length limit, lowered to what the LLM's context leaves after the image and prompt.",
+    )
+
+
 class FiniteFloatRange(click.FloatRange):
     """click's ``FloatRange`` that also refuses ``nan`` and ``inf`` (which compare as in range)."""
 
@@ -176,5 +188,6 @@ __all__ = [
     "check_output_dir",
     "check_output_file",
     "check_text",
+    "max_new_tokens_option",
     "read_image",
 ]

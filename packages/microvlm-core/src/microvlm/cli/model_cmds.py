@@ -16,6 +16,7 @@ from microvlm.cli.infer_inputs import (
     check_output_dir,
     check_output_file,
     check_text,
+    max_new_tokens_option,
     read_image,
 )
 from microvlm.errors import MicroVLMError
@@ -204,12 +205,13 @@ def _answer_all(answerer: Answerer, pairs: list[tuple[str, str]], output_path: s
                 answers = answerer.answer([im for _, _, im in chunk], [q for _, q, _ in chunk])
                 for (path, question, _), answer in zip(chunk, answers, strict=True):
                     row = {"image": path, "prompt": question, "answer": answer}
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    f.write(json.dumps(row) + "\n")  # ASCII: file names need not be UTF-8
                     written += 1
                 f.flush()
     except OSError as exc:
+        reason = exc.strerror or exc
         raise MicroVLMError(
-            f"{output_path}: cannot write answers ({exc.strerror or exc}) after {written}"
+            f"{output_path}: cannot write the answers: {reason} ({written} written)"
         ) from None
     if not written:
         raise MicroVLMError(f"none of the {len(pairs)} images could be read (reasons above); no answers")
@@ -262,13 +264,7 @@ def _interactive(answerer: Answerer, image_path: str | None) -> None:
     "--output", "output_path", type=click.Path(dir_okay=False), help="JSONL to write (with --input)."
 )
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="With --input.")
-@click.option(
-    "--max-new-tokens",
-    default=256,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Answer length limit, lowered to what the LLM's context leaves after the image and prompt.",
-)
+@max_new_tokens_option(default=256)
 @click.option(
     "--temperature",
     default=0.7,
