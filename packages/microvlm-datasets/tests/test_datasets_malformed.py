@@ -67,3 +67,44 @@ def test_an_unexpected_structure_still_names_the_dataset_and_folder(
     write_json(tmp_path / "annotations" / "captions_val2017.json", annotations)
     with pytest.raises(MicroVLMError, match=r"coco_caption: cannot read the annotations under .*TypeError"):
         len(build("coco_caption", root=tmp_path, split="val"))
+
+
+def test_the_safety_net_names_the_annotation_file(tmp_path: Path, build: Build, write_json) -> None:
+    (tmp_path / "val2017").mkdir()
+    annotations = {"images": [], "annotations": [{"image_id": {"id": 9}, "id": 1, "caption": "a dog"}]}
+    write_json(tmp_path / "annotations" / "captions_val2017.json", annotations)
+    with pytest.raises(MicroVLMError, match=r"\(.*annotations/captions_val2017\.json\): TypeError"):
+        len(build("coco_caption", root=tmp_path, split="val"))
+
+
+def test_json_nested_too_deeply_names_the_file(tmp_path: Path, coco: Path, build: Build) -> None:
+    (tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "v2_mscoco_val2014_annotations.json").write_text('{"annotations": []}')
+    with pytest.raises(MicroVLMError, match=r"val2014_questions\.json: JSON nested too deeply"):
+        len(build("vqav2", root=tmp_path, split="val", image_root=coco))
+
+
+def test_a_json_line_that_is_not_utf8_names_the_file_and_line(
+    tmp_path: Path, coco: Path, build: Build
+) -> None:
+    (tmp_path / "train.jsonl").write_bytes(b'{"ref_id": 1}\n{"ref_id": "\xff\xfe"}\n')
+    with pytest.raises(MicroVLMError, match=r"train\.jsonl: line 2: not UTF-8 text"):
+        len(build("refcoco", root=tmp_path, split="train", image_root=coco))
+
+
+def test_a_csv_that_is_not_utf8_names_the_file(tmp_path: Path, build: Build) -> None:
+    (tmp_path / "flickr30k_images").mkdir()
+    (tmp_path / "results.csv").write_bytes("image_name| comment_number| comment\n".encode("utf-16"))
+    with pytest.raises(MicroVLMError, match=r"results\.csv: not UTF-8 text"):
+        len(build("flickr30k", root=tmp_path, format="kaggle_csv", split="all"))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_box_coordinate_that_is_not_finite_names_the_row(
+    tmp_path: Path, coco: Path, build: Build, value: str
+) -> None:
+    row = '"ref_id": 1, "image_id": 9, "bbox": [1, 2, VALUE, 4], "sentences": [{"sent": "a dog"}]'
+    line = "{" + row.replace("VALUE", value) + "}\n"
+    (tmp_path / "train.jsonl").write_text(line)
+    with pytest.raises(MicroVLMError, match=r"train\.jsonl: row 1\.bbox\[2\]: expected a finite number"):
+        len(build("refcoco", root=tmp_path, split="train", image_root=coco))

@@ -93,7 +93,11 @@ class ImageRef:
         return data
 
     def open(self) -> Image.Image:
-        """Decode to an RGB PIL image; raises :class:`ImageError` naming the file and the reason."""
+        """Decode to an RGB PIL image; raises :class:`ImageError` naming the file and the reason.
+
+        Any failure of the decoder counts: image bytes come from datasets, which are not trusted,
+        and PIL's decoders raise more than ``OSError`` on hostile input.
+        """
         from PIL import Image, UnidentifiedImageError
 
         source: Any = io.BytesIO(self.read_bytes()) if self.data or self.member else self.path
@@ -109,6 +113,11 @@ class ImageRef:
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
             reason: ImageProblem = "truncated" if "truncated" in str(exc).lower() else "unreadable"
             raise ImageError(f"cannot read image {self.where}: {exc}", reason, self.where) from exc
+        # A decoder's own bug on hostile bytes (TIFF: TypeError, DDS: NotImplementedError, ...).
+        except Exception as exc:
+            raise ImageError(
+                f"cannot read image {self.where}: {type(exc).__name__}: {exc}", "unreadable", self.where
+            ) from exc
 
 
 @attrs.frozen

@@ -265,6 +265,12 @@ class RecordBuilder(abc.ABC, Generic[R]):
         if len(examples) < MAX_EXAMPLES:
             examples.append(where)
 
+    @property
+    def annotation_files(self) -> tuple[Path, ...]:
+        """The files :meth:`_load` reads, named in its errors: ``self.file`` unless overridden."""
+        file = getattr(self, "file", None)
+        return (file,) if isinstance(file, Path) else ()
+
     @abc.abstractmethod
     def _load(self) -> list[R]:
         """Read the annotation files into records."""
@@ -288,8 +294,11 @@ class RecordBuilder(abc.ABC, Generic[R]):
                 LookupError,
                 ArithmeticError,
             ) as exc:  # a field of an unexpected type
+                files = ", ".join(str(f) for f in self.annotation_files)
                 raise MalformedDataError(
-                    f"{self.name}: cannot read the annotations under {self.root}: {type(exc).__name__}: {exc}"
+                    f"{self.name}: cannot read the annotations under {self.root}"
+                    + (f" ({files})" if files else "")
+                    + f": {type(exc).__name__}: {exc}"
                 ) from exc
             logger.info("%s: %d samples from %s", self.name, len(self._records), self.root)
             if self.skipped:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from microvlm.data import Box, ImageRef, Sample
@@ -107,6 +108,10 @@ class RefCoco(RecordBuilder[RefRecord]):
                 ) from None
         self.images = CocoImages(config.image_root, config.image_layout, name)
         self.images.check((IMAGE_SUBSET,))
+
+    @property
+    def annotation_files(self) -> tuple[Path, ...]:
+        return (self.jsonl,) if self.jsonl.is_file() else tuple(self.parquet)
 
     def _rows(self) -> tuple[str, list[Any]]:
         if self.jsonl.is_file():

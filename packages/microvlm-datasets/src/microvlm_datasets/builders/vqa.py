@@ -96,6 +96,10 @@ class VQAv2(RecordBuilder[VQARecord]):
         self.images = CocoImages(config.image_root, config.image_layout, name)
         self.images.check((self.subset,))
 
+    @property
+    def annotation_files(self) -> tuple[Path, ...]:
+        return (self.questions_file,) + ((self.annotations_file,) if self.annotations_file else ())
+
     def _load(self) -> list[VQARecord]:
         where = str(self.questions_file)
         questions = expect(
