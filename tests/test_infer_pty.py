@@ -73,8 +73,8 @@ def read_until(fd, text, timeout=120.0):
     return seen.decode(errors="replace")
 
 
-def test_interactive_session_in_a_terminal(checkpoint):
-    final, image = checkpoint
+def start_session(final):
+    """``microvlm infer --interactive`` in a child process on a new terminal: (process, terminal fd)."""
     leader, follower = os.openpty()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
     proc = subprocess.Popen(
@@ -96,6 +96,18 @@ def test_interactive_session_in_a_terminal(checkpoint):
         close_fds=True,
     )
     os.close(follower)
+    return proc, leader
+
+
+def end_session(proc, leader):
+    if proc.poll() is None:
+        proc.kill()
+    os.close(leader)
+
+
+def test_interactive_session_in_a_terminal(checkpoint):
+    final, image = checkpoint
+    proc, leader = start_session(final)
     try:
         read_until(leader, "> ")
         os.write(leader, b"How many shapes are there?\n")
@@ -108,6 +120,32 @@ def test_interactive_session_in_a_terminal(checkpoint):
         os.write(leader, b"quit\n")
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(leader)
+        end_session(proc, leader)
+
+
+def test_interactive_session_goes_on_after_images_over_the_pixel_limit(checkpoint, tmp_path):
+    """#13 item 12: PIL's DecompressionBombError (and its warning) ended the session in a traceback."""
+    from microvlm.testing import png_declaring
+
+    final, image = checkpoint
+    over_error = tmp_path / "bomb_error.png"  # 200 M pixels: PIL raises DecompressionBombError
+    over_error.write_bytes(png_declaring(20000, 10000))
+    over_warning = tmp_path / "bomb_warning.png"  # 100 M pixels: PIL only warns, then decodes
+    over_warning.write_bytes(png_declaring(10000, 10000))
+    proc, leader = start_session(final)
+    try:
+        seen = read_until(leader, "> ")
+        for bomb in (over_error, over_warning):
+            os.write(leader, f"load {bomb}\n".encode())
+            reply = read_until(leader, "> ")
+            assert f"{bomb}: image too large" in reply, reply
+            seen += reply
+        os.write(leader, f"load {image}\n".encode())
+        assert f"loaded {image}" in read_until(leader, "> ")
+        os.write(leader, b"Describe this image.\n")
+        seen += read_until(leader, "> ")
+        os.write(leader, b"quit\n")
+        assert proc.wait(timeout=60) == 0
+        assert "Traceback" not in seen
+    finally:
+        end_session(proc, leader)
