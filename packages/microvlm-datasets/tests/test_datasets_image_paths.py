@@ -70,6 +70,11 @@ def test_a_linked_image_root_and_links_inside_it_are_fine(
     samples = list(builder)
     assert [s.id for s in samples] == ["397133", "37777"] and not builder.skipped
     assert samples[1].image.open().size == (8, 6)
+    (tmp_path / "other").mkdir()  # the split's own folder a link, as when train2017/ is on another disk
+    write_json(tmp_path / "other" / "annotations" / "captions_val2017.json", formats.captions.COCO_2017)
+    os.symlink(real / "val2017", tmp_path / "other" / "val2017")
+    builder = build("coco_caption", root=tmp_path / "other", split="val")
+    assert len(builder) == 2 and not builder.skipped
 
 
 def test_karpathy_filepath_out_of_the_image_root_is_refused(

@@ -21,11 +21,14 @@ captions; one left with none is left out); so is an image whose path leaves the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from microvlm.data import ImageRef, Sample
 from microvlm_datasets.builders.base import (
+    LEAVES_ROOT,
+    BadRecord,
     ImageFolder,
     MalformedDataError,
     MissingDataError,
@@ -40,6 +43,9 @@ from microvlm_datasets.builders.base import (
 )
 from microvlm_datasets.builders.coco_images import CocoImages
 from microvlm_datasets.config import CocoCaptionConfig, Flickr30kConfig
+
+#: Karpathy's ``filepath``: a COCO image folder, ``train2014`` or ``val2014``.
+COCO_FOLDER = re.compile(r"(train|val|test)20[0-9]{2}")
 
 # (image id, image path, captions, (width, height) or None, meta)
 CaptionRecord = tuple[str, str, tuple[str, ...], tuple[int, int] | None, dict[str, Any]]
@@ -107,8 +113,8 @@ class CocoCaptions(CaptionBuilder):
             with self.bad_records:
                 caption = text(get(ann, "caption", at), "caption", f"{at}.caption").strip()
                 captions.setdefault(image_id, []).append(caption)
-        folder = ImageFolder(self.images.root)
         subset = f"{self.config.split}2017"
+        folder = ImageFolder(self.images.root / subset)  # the split's folder may be a link (another disk)
         records: list[CaptionRecord] = []
         for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
             at = f"{where}: images[{i}]"
@@ -116,14 +122,7 @@ class CocoCaptions(CaptionBuilder):
             if image_id not in captions:
                 continue  # an image without (usable) captions teaches nothing
             with self.bad_records:
-                path = folder.check(
-                    str(
-                        self.images.root
-                        / subset
-                        / text(get(image, "file_name", at), "image path", f"{at}.file_name")
-                    ),
-                    f"{at}.file_name",
-                )
+                path = folder.path(get(image, "file_name", at), f"{at}.file_name")
                 size = (image["width"], image["height"]) if "width" in image and "height" in image else None
                 meta = {"image_id": image_id, "split": self.config.split}
                 records.append((str(image_id), path, tuple(captions[image_id]), size, meta))
@@ -132,7 +131,6 @@ class CocoCaptions(CaptionBuilder):
     def _load_karpathy(self, data: Any) -> list[CaptionRecord]:
         where = str(self.file)
         wanted = karpathy_splits(self.config.split, self.config.restval)
-        folder = ImageFolder(self.images.root)
         records: list[CaptionRecord] = []
         for i, image in enumerate(expect(get(data, "images", where), list, f"{where}: images")):
             at = f"{where}: images[{i}]"
@@ -141,10 +139,11 @@ class CocoCaptions(CaptionBuilder):
             image_id = integer(get(image, "cocoid", at), f"{at}.cocoid")
             with self.bad_records:
                 subset = text(get(image, "filepath", at), "image path", f"{at}.filepath")
-                folder.check(
-                    str(self.images.root / subset), f"{at}.filepath {subset!r}"
-                )  # before it is looked in
-                path = folder.check(self.images.path(subset, image_id), f"{at}.filepath {subset!r}")
+                if not COCO_FOLDER.fullmatch(subset):  # the file is then named by its id: it stays in there
+                    raise BadRecord(
+                        LEAVES_ROOT, f"{at}.filepath: {subset!r} is not a COCO folder name (e.g. 'val2014')"
+                    )
+                path = self.images.path(subset, image_id)
                 meta = {"image_id": image_id, "split": image["split"], "filename": image.get("filename", "")}
                 captions = self._sentences(image, at)
                 if captions:
