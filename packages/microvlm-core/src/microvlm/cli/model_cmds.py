@@ -219,8 +219,8 @@ def _answer_all(answerer: Answerer, pairs: list[tuple[str, str]], output_path: s
     click.echo(f"wrote {written} answers to {output_path}{note}", err=True)
 
 
-def _interactive(answerer: Answerer, image_path: str | None) -> None:
-    image = read_image(image_path) if image_path else None
+def _interactive(answerer: Answerer, image: Any) -> None:
+    """Questions about ``image`` (a decoded image or None) and those loaded with 'load PATH'."""
     click.echo("Interactive mode: 'load PATH' loads an image, any other line asks about it, 'quit' exits.")
     while True:
         try:
@@ -315,11 +315,12 @@ def infer_command(
     # Everything the user gave is checked before the model loads (which can take minutes).
     if prompt is not None:
         check_text(prompt, "--prompt")
+    picture = None
     if input_path:
         pairs = batch_inputs(input_path, prompt)
         check_output_file(str(output_path))
     elif image:
-        read_image(image)
+        picture = read_image(image)
     settings = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
@@ -329,8 +330,8 @@ def infer_command(
     }
     answerer = Answerer(load_model(checkpoint, plugins, overrides), settings)
     if interactive:
-        _interactive(answerer, image)
+        _interactive(answerer, picture)
     elif input_path:
         _answer_all(answerer, pairs, str(output_path), batch_size)
     else:
-        answerer.answer([read_image(str(image))], [str(prompt)], stream=True)
+        answerer.answer([picture], [str(prompt)], stream=True)
