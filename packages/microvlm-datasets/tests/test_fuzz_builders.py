@@ -287,15 +287,15 @@ def _child(node: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _no_hang() -> Iterator[None]:
+def _no_hang(seconds: int = HANG_S) -> Iterator[None]:
     def hung(*_: Any) -> None:
-        raise AssertionError(f"still running after {HANG_S} s: a hang")
+        raise AssertionError(f"still running after {seconds} s: a hang")
 
     if not hasattr(signal, "SIGALRM"):
         yield
         return
     previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(HANG_S)
+    signal.alarm(seconds)
     try:
         yield
     finally:
@@ -443,6 +443,15 @@ def test_a_decoder_bug_on_hostile_bytes_is_an_unreadable_image() -> None:
     with pytest.raises(ImageError, match="NotImplementedError: Unknown pixel format flags") as info:
         ImageRef(data=DDS_UNKNOWN_FLAGS).open()
     assert info.value.reason == "unreadable"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_named_like_an_image_is_refused_without_hanging(tmp_path: Path) -> None:
+    """A FIFO (or device) in a dataset folder would block ``open`` forever; it is not an image."""
+    os.mkfifo(tmp_path / "000000000009.jpg")
+    with _no_hang(10), pytest.raises(ImageError, match="not a regular file") as info:
+        ImageRef(path=str(tmp_path / "000000000009.jpg")).open()
+    assert info.value.reason == "not_image"
 
 
 class _Caption:

@@ -9,8 +9,10 @@ only when :meth:`ImageRef.open` is called (in DataLoader workers).
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import attrs
 
@@ -92,6 +94,23 @@ class ImageRef:
             )
         return data
 
+    def _source(self) -> BinaryIO:
+        """The encoded image as a file: the bytes in memory, or the file when it is a regular one
+        (opened without blocking and checked, so that a FIFO or device named like an image in a
+        dataset folder is refused instead of hanging the reader)."""
+        if self.data or self.member:
+            return io.BytesIO(self.read_bytes())
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            if regular:
+                return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        raise ImageError(f"cannot read image {self.where}: not a regular file", "not_image", self.where)
+
     def open(self) -> Image.Image:
         """Decode to an RGB PIL image; raises :class:`ImageError` naming the file and the reason.
 
@@ -100,10 +119,11 @@ class ImageRef:
         """
         from PIL import Image, UnidentifiedImageError
 
-        source: Any = io.BytesIO(self.read_bytes()) if self.data or self.member else self.path
         try:
-            with Image.open(source) as image:
+            with self._source() as source, Image.open(source) as image:
                 return image.convert("RGB")
+        except ImageError:
+            raise
         except FileNotFoundError as exc:
             raise ImageError(f"cannot read image {self.where}: no such file", "missing", self.where) from exc
         except UnidentifiedImageError as exc:
