@@ -1,5 +1,6 @@
 """Recipes: extends, overrides, strict typing and error messages that name file and path."""
 
+import os
 import textwrap
 
 import pytest
@@ -260,3 +261,209 @@ def test_pipeline_reports_shared_problems_once(tmp_path, plugins):
     write(tmp_path / "p.toml", '[[stages]]\nrecipe = "s1.toml"\n[[stages]]\nrecipe = "s2.toml"\n')
     [message] = errors_of(tmp_path / "p.toml", plugins)
     assert message.startswith(f"[stages 1, 2] {tmp_path / 'base.toml'}: run.bogus: unknown key")
+
+
+# -------------------------------------------------------------------------------------
+# Numbers: finite floats, 64-bit integers, seeds in range (#13 item 4)
+# -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override", ["run.lr=inf", "run.lr=nan", "run.lr=-inf", "run.weight_decay=inf"])
+def test_non_finite_run_settings_are_refused(tmp_path, plugins, override):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [override])
+    key = override.split("=")[0]
+    assert message.startswith(f"--set: {key}: expected a finite number, got ")
+
+
+def test_every_config_class_refuses_non_finite_floats_unless_a_field_allows_inf():
+    import math
+
+    import attrs
+
+    from microvlm.structure import ALLOW_INF, ConfigErrors, structure
+
+    @attrs.frozen
+    class PluginConfig:
+        ratio: float = 1.0
+        ratios: tuple[float, ...] = ()
+        limit: float = attrs.field(default=math.inf, metadata=ALLOW_INF)
+
+    for bad in ({"ratio": math.nan}, {"ratios": [1.0, math.inf]}, {"limit": math.nan}):
+        with pytest.raises(ConfigErrors, match=r"expected a finite number|expected a number or inf"):
+            structure(bad, PluginConfig)
+    assert structure({"limit": math.inf}, PluginConfig).limit == math.inf
+    assert structure({"limit": 3}, PluginConfig).limit == 3.0
+
+
+@pytest.mark.parametrize("weight", ["inf", "nan", "-inf", "0", "1" + "0" * 400])
+def test_dataset_weight_must_be_a_finite_positive_number(tmp_path, plugins, weight):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE + f"weight = {weight}\n"), plugins)
+    assert message.startswith(f"{tmp_path / 'r.toml'}: data.0.weight: expected a finite number > 0, got ")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**63 - 1])
+def test_seed_must_fit_every_generator(tmp_path, plugins, seed):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [f"run.seed={seed}"])
+    assert message == f"--set: run.seed: must be between 0 and 4294967295 (2**32 - 1), got {seed}"
+
+
+def test_largest_seed_fits_the_data_order_generator(tmp_path, plugins):
+    recipe = load_recipe(write(tmp_path / "r.toml", TOY_RECIPE), plugins, ["run.seed=4294967295"])
+    # train/loop.py seeds torch.Generator with seed * 100_003 + epoch: it takes < 2**64.
+    assert recipe.run.seed * 100_003 + (2**63 - 1) < 2**64
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-9223372036854775809", "1" + "0" * 5000])
+def test_integers_beyond_64_bits_are_clear_errors(tmp_path, plugins, value):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [f"run.epochs={value}"])
+    assert message.startswith("--set")
+    assert "64-bit" in message and len(message) < 300
+
+
+def test_huge_integer_in_a_file_is_a_clear_error(tmp_path, plugins):
+    path = write(tmp_path / "r.toml", TOY_RECIPE.replace("lr = 1e-3", "epochs = 1" + "0" * 5000))
+    [message] = errors_of(path, plugins)
+    assert message.startswith(f"{path}: ") and len(message) < 300
+
+
+# -------------------------------------------------------------------------------------
+# Recipe tracebacks (#13 item 13)
+# -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be"])
+def test_recipes_in_utf8_or_utf16_with_a_bom_load(tmp_path, plugins, encoding):
+    text = TOY_RECIPE.replace('name = "toy"', 'name = "café ☕"')
+    data = text.encode(encoding)
+    if encoding in ("utf-16-le", "utf-16-be"):  # explicit-endian codecs write no BOM
+        data = "\ufeff".encode(encoding) + data
+    path = tmp_path / "r.toml"
+    path.write_bytes(data)
+    assert load_recipe(path, plugins).run.name == "café ☕"
+
+
+@pytest.mark.parametrize(
+    "data", [TOY_RECIPE.encode("latin-1") + b"# caf\xe9\n", TOY_RECIPE.encode("utf-16-le"), b"\xff\xfe\xfe"]
+)
+def test_a_recipe_not_in_utf8_names_the_file(tmp_path, plugins, data):
+    path = tmp_path / "r.toml"
+    path.write_bytes(data)
+    [message] = errors_of(path, plugins)
+    assert message.startswith(f"{path}: ") and "UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 3000 + "]" * 3000,
+        "a = " + "{b = " * 3000 + "1" + "}" * 3000,
+        "a" + ".a" * 5000 + " = 1\n",
+        "[" + "a." * 100 + "a]\nb = 1\n",
+    ],
+    ids=["arrays", "inline-tables", "dotted-key", "table-header"],
+)
+def test_deep_nesting_is_a_clear_error(tmp_path, plugins, text):
+    path = write(tmp_path / "r.toml", text)
+    [message] = errors_of(path, plugins)
+    assert message.startswith(f"{path}: ") and "nested deeper than" in message
+
+
+@pytest.mark.parametrize("override", ["run.train=" + "[" * 3000 + "]" * 3000, "run" + ".a" * 100 + "=1"])
+def test_deep_override_is_a_clear_error(tmp_path, plugins, override):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [override])
+    assert message.startswith("--set ") and "nested deeper than" in message
+
+
+def test_a_long_extends_chain_is_capped(tmp_path, plugins):
+    for i in range(3000):
+        write(tmp_path / f"e{i}.toml", f'extends = "e{i + 1}.toml"\n' if i < 2999 else TOY_RECIPE)
+    [message] = errors_of(tmp_path / "e0.toml", plugins)
+    assert "extends" in message and "64" in message and str(tmp_path) in message
+    assert load_recipe(tmp_path / "e2936.toml", plugins).run.name == "toy"  # 63 parents: fine
+
+
+def test_an_exponential_extends_tree_is_capped(tmp_path, plugins):
+    for i in range(30):
+        write(tmp_path / f"e{i}.toml", f'extends = ["e{i + 1}.toml", "e{i + 1}.toml"]\n')
+    write(tmp_path / "e30.toml", TOY_RECIPE)
+    [message] = errors_of(tmp_path / "e0.toml", plugins)
+    assert "extends" in message and "files" in message
+
+
+@pytest.mark.parametrize(
+    "device", ["gpu", "CPU", "cuda:01", "cuda:x", "cuda:-1", "cuda:128", " cpu", "auto:0"]
+)
+def test_invalid_device_is_refused(tmp_path, plugins, device):
+    [message] = errors_of(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [f'run.device="{device}"'])
+    assert message.startswith("--set: run.device: expected ") and repr(device) in message
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:7", "mps", "xpu:1"])
+def test_valid_devices_pass(tmp_path, plugins, device):
+    assert load_recipe(write(tmp_path / "r.toml", TOY_RECIPE), plugins, [f"run.device={device}"])
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path, plugins):
+    (tmp_path / "taken").write_text("")
+    path = write(tmp_path / "r.toml", TOY_RECIPE)
+    for output_dir in ("taken", "taken/run"):
+        target = tmp_path / output_dir
+        with pytest.raises(RecipeError) as err:
+            load_recipe(path, plugins, [f"run.output_dir={target}"], check_output_dir=True)
+        [message] = err.value.problems
+        assert message.startswith("--set: run.output_dir: ") and f"{tmp_path / 'taken'} is a file" in message
+    assert load_recipe(path, plugins, [f"run.output_dir={tmp_path}/new/run"], check_output_dir=True)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_output_dir_is_refused(tmp_path, plugins):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    path = write(tmp_path / "r.toml", TOY_RECIPE)
+    with pytest.raises(RecipeError, match=f"cannot write in {locked}"):
+        load_recipe(path, plugins, [f"run.output_dir={locked}/run"], check_output_dir=True)
+
+
+def test_output_dir_without_write_permission_is_refused(tmp_path, plugins, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))  # even as root
+    path = write(tmp_path / "r.toml", TOY_RECIPE)
+    with pytest.raises(RecipeError, match=f"run.output_dir: cannot write in {tmp_path} "):
+        load_recipe(path, plugins, [f"run.output_dir={tmp_path}/out/run"], check_output_dir=True)
+
+
+def test_recipe_check_and_run_refuse_an_output_dir_that_is_a_file(tmp_path, plugins):
+    from click.testing import CliRunner
+
+    from microvlm.cli import build_cli
+
+    (tmp_path / "taken").write_text("")
+    path = write(tmp_path / "r.toml", TOY_RECIPE.replace("output/toy", str(tmp_path / "taken")))
+    for args in (["recipe", "check", str(path)], ["run", "--dry-run", str(path)]):
+        result = CliRunner().invoke(build_cli(plugins), args)
+        assert result.exit_code == 1, result.output
+        assert f"{path}: run.output_dir: {tmp_path / 'taken'} is a file, not a folder" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_set_extends_is_refused(tmp_path, plugins):
+    write(tmp_path / "base.toml", TOY_RECIPE)
+    path = write(tmp_path / "r.toml", TOY_RECIPE)
+    for override in ("extends=base.toml", "extends.0=x"):
+        with pytest.raises(RecipeError, match=r"--set extends: .*cannot be set with --set"):
+            load_recipe(path, plugins, [override])
+
+
+def test_thousands_of_unknown_keys_give_a_short_error(tmp_path, plugins):
+    keys = "".join(f"k{i} = 1\n" for i in range(30_000))
+    sections = "".join(f"[s{i}]\n" for i in range(3_000))
+    path = write(tmp_path / "r.toml", TOY_RECIPE.replace("lr = 1e-3", "lr = 1e-3\n" + keys) + sections)
+    problems = errors_of(path, plugins)
+    text = "\n".join(problems)
+    assert len(text) < 10_000 and len(problems) <= 21
+    assert "and 29,980 more" in text and "and 2,980 more" in text
+
+
+def test_many_different_problems_are_capped(tmp_path, plugins):
+    bad = "".join(f'[[data]]\ndataset = "toy_dataset"\ntask = "toy_task"\nn = "{i}"\n' for i in range(100))
+    problems = errors_of(write(tmp_path / "r.toml", TOY_RECIPE + bad), plugins)
+    assert len(problems) == 21 and problems[-1] == "... and 80 more problems"

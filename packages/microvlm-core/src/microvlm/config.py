@@ -7,6 +7,8 @@ providing plugin registered. Everything else is core's own config, defined here.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Literal
 
 import attrs
@@ -18,13 +20,63 @@ TrainablePart = Literal["bridge", "projection", "lora", "llm", "encoder"]
 
 
 def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # "not >" so that nan fails too
         raise FieldValueError(attribute.name, f"must be > 0, got {value}")
 
 
 def _non_negative(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
+    if not value >= 0:
         raise FieldValueError(attribute.name, f"must be >= 0, got {value}")
+
+
+def _finite_positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise FieldValueError(attribute.name, f"must be a finite number > 0, got {value}")
+
+
+#: Seeds go to random.seed, torch.manual_seed and, in train/loop.py, to a torch.Generator as
+#: ``seed * 100_003 + epoch``, which must stay below 2**64: 32 bits leave room for that.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(_: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise FieldValueError(attribute.name, f"must be between 0 and {MAX_SEED} (2**32 - 1), got {value}")
+
+
+_DEVICE = re.compile(r"(?P<type>[a-z][a-z0-9_]*)(?::(?P<index>0|[1-9][0-9]{0,2}))?")
+#: Device types checked without importing torch; others are asked of ``torch.device``.
+COMMON_DEVICES = ("cpu", "cuda", "mps", "xpu")
+MAX_DEVICE_INDEX = 127  # torch keeps the index in an int8: cuda:128 would become cuda:-128
+
+
+def _torch_device(text: str) -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - microvlm-core depends on torch
+        return False
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def _device(_: Any, attribute: attrs.Attribute, value: str) -> None:
+    """``"auto"`` or what ``torch.device`` parses (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...)."""
+    if value == "auto":
+        return
+    match = _DEVICE.fullmatch(value)
+    index = match["index"] if match else None
+    if (
+        match is None
+        or (index is not None and int(index) > MAX_DEVICE_INDEX)
+        or (match["type"] not in COMMON_DEVICES and not _torch_device(value))
+    ):
+        raise FieldValueError(
+            attribute.name,
+            f'expected "auto", "cpu", "cuda", "cuda:N", "mps" or another torch device, got {value!r}',
+        )
 
 
 def _fraction(_: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -48,7 +100,7 @@ class RunConfig:
     output_dir: str = "output/run"  # checkpoints, metrics.jsonl, loss.png; relative to the cwd
     init_from: str = ""  # checkpoint (directory) of the previous stage to start from; "" = none
     resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
-    seed: int = 42  # seeds every generator (python, numpy, torch, data order)
+    seed: int = attrs.field(default=42, validator=_seed)  # seeds python, torch and the data order
     epochs: int = attrs.field(default=1, validator=_positive)  # passes over the data mixture
     max_steps: int = attrs.field(default=0, validator=_non_negative)  # optimizer steps; 0 = epochs decide
     batch_size: int = attrs.field(default=8, validator=_positive)  # samples per process per micro-batch
@@ -59,7 +111,7 @@ class RunConfig:
     warmup_steps: int = attrs.field(default=0, validator=_non_negative)  # linear warm-up, steps
     max_grad_norm: float = attrs.field(default=1.0, validator=_non_negative)  # clip; 0 = off
     precision: Precision = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    device: str = attrs.field(default="auto", validator=_device)  # "auto", "cpu", "cuda", "cuda:1", ...
     gradient_checkpointing: bool = False  # trade compute for activation memory in the LLM
     train: tuple[TrainablePart, ...] = ("bridge", "projection")  # what the optimizer updates
     num_workers: int = attrs.field(default=0, validator=_non_negative)  # DataLoader workers
@@ -98,7 +150,7 @@ class DataConfig:
 
     dataset: ComponentSpec  # builder and its settings (root, split, ...)
     task: ComponentSpec  # turns samples into prompt/target and predictions into metrics
-    weight: float = 1.0  # share of this entry in the mixture (normalised over entries)
+    weight: float = attrs.field(default=1.0, validator=_finite_positive)  # share in the mixture (normalised)
 
 
 @attrs.frozen

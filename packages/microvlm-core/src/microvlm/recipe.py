@@ -5,12 +5,20 @@ folder; tables merge, later wins; arrays are replaced; cycles are errors) and ap
 ``--set path=value`` overrides, remembering which file set each key. :func:`load_recipe`
 then structures the core sections into core's config classes and each component section
 into the config class its plugin registered. Every problem is reported, not just the
-first, each as ``FILE: dotted.path: what was expected, what was found``.
+first, each as ``FILE: dotted.path: what was expected, what was found`` (the first
+:data:`MAX_LISTED`, then how many more).
+
+Files are UTF-8, with or without a byte-order mark, or UTF-16/UTF-32 with one (as Windows
+editors save). Tables and arrays nest at most :data:`MAX_NESTING` levels, ``extends``
+chains at most :data:`MAX_EXTENDS_DEPTH` files, and one recipe reads at most
+:data:`MAX_EXTENDS_FILES` files; ``extends`` cannot be set with ``--set``.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +38,7 @@ from microvlm.config import (
     Stage,
 )
 from microvlm.errors import PluginError, RecipeError, did_you_mean
-from microvlm.structure import ConfigErrors, describe_value, structure, unstructure
+from microvlm.structure import MAX_HINTS, ConfigErrors, describe_value, structure, unstructure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +54,20 @@ RECIPE_KEYS = ("extends", "run", "model", "data", "eval", "loggers")
 PIPELINE_KEYS = ("extends", "stages")
 MODEL_COMPONENTS = {"encoder": "encoder", "bridge": "bridge", "llm": "llm"}
 DEFAULT_LOGGERS = ({"name": "console"}, {"name": "jsonl"})
+
+MAX_NESTING = 32  # levels of tables and arrays in a file or a --set value (recipes use ~5)
+MAX_EXTENDS_DEPTH = 64  # files in one extends chain, below the recipe itself
+MAX_EXTENDS_FILES = 1024  # files one recipe reads, counting a file extended twice twice
+MAX_LISTED = 20  # problems in an error, and paths per problem, before "and N more"
+
+#: Byte-order marks -> codec; UTF-32 first, as its little-endian mark starts like UTF-16's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 #: The seed's train.py option keys (LAVIS-style) -> where they live now.
 LEGACY_KEYS: Mapping[str, str] = {
@@ -92,19 +114,77 @@ class Table:
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; errors name the file and the line."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RecipeError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the name
+        raise RecipeError(f"{path!r}: cannot read: {exc}") from None
+    table = parse_toml(decode_recipe(path, data), str(path))
+    deep = too_deep(table, MAX_NESTING)
+    if deep is not None:
+        raise RecipeError(f"{path}: {_shorten('.'.join(deep))}: {_NESTED}")
+    return table
+
+
+_NESTED = f"nested deeper than {MAX_NESTING} levels of tables and arrays (a recipe needs a few)"
+
+
+def decode_recipe(path: Path, data: bytes) -> str:
+    """Bytes -> text: UTF-8 with or without a BOM, UTF-16/UTF-32 with a BOM."""
+    encoding = next((codec for bom, codec in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        where = f"line {line}, " if encoding.startswith("utf-8") else ""
+        kind = "UTF-8" if encoding.startswith("utf-8") else f"{encoding.upper()} (it starts with its mark)"
+        raise RecipeError(
+            f"{path}: not {kind} text: byte {data[exc.start]:#04x} at {where}offset {exc.start}; "
+            "save the recipe as UTF-8"
+        ) from None
+    if "\0" in text:  # TOML allows no NUL anywhere; UTF-16 without its mark is full of them
+        raise RecipeError(
+            f"{path}: not UTF-8 text: it holds NUL bytes (UTF-16 without a byte-order mark?); "
+            "save the recipe as UTF-8"
+        )
+    return text
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """``tomllib.loads`` whose every failure is a :class:`RecipeError` starting with ``where``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{where}: {_NESTED}") from None
+    except ValueError:  # int() refuses numbers of thousands of digits
+        raise RecipeError(f"{where}: invalid TOML: a number too long to read (integers are 64-bit)") from None
+
+
+def too_deep(value: Any, limit: int) -> Path_ | None:
+    """The key path of a value nested more than ``limit`` levels deep, else ``None``."""
+    stack: list[tuple[Any, Path_]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(node, dict):
+            stack.extend((v, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, str(i))) for i, v in enumerate(node))
+    return None
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_table(path: str | Path, overrides: Iterable[str] = ()) -> Table:
     """Read ``path`` with its ``extends`` chain merged in and ``overrides`` applied."""
-    table = _load_with_extends(Path(path), ())
+    table = _load_with_extends(Path(path), (), _Reads())
     table.source = str(path)
     _apply_overrides(table, overrides)
     return table
@@ -113,11 +193,40 @@ def load_table(path: str | Path, overrides: Iterable[str] = ()) -> Table:
 def _apply_overrides(table: Table, overrides: Iterable[str]) -> None:
     for text in overrides:
         key, value = parse_override(text)
+        if key.split(".")[0] == "extends":
+            raise RecipeError(
+                "--set extends: extends cannot be set with --set: it chooses the files that --set "
+                "applies on top of; write a recipe with extends = [...] and run that instead"
+            )
         set_path(table, key.split("."), value, origin="--set")
 
 
-def _load_with_extends(path: Path, chain: tuple[Path, ...]) -> Table:
-    resolved = path.resolve()
+@attrs.define
+class _Reads:
+    """Counts the files one recipe reads: ``extends = ["b", "b"]`` at every level doubles them."""
+
+    count: int = 0
+
+    def take(self, path: Path, chain: tuple[Path, ...]) -> None:
+        self.count += 1
+        if len(chain) > MAX_EXTENDS_DEPTH:
+            raise RecipeError(
+                f"{chain[0]}: extends: a chain of more than {MAX_EXTENDS_DEPTH} files "
+                f"(the {MAX_EXTENDS_DEPTH + 1}th is {path}); recipes extend at most {MAX_EXTENDS_DEPTH} deep"
+            )
+        if self.count > MAX_EXTENDS_FILES:
+            raise RecipeError(
+                f"{chain[0] if chain else path}: extends: more than {MAX_EXTENDS_FILES} files to read "
+                "(is a file extended many times over?)"
+            )
+
+
+def _load_with_extends(path: Path, chain: tuple[Path, ...], reads: _Reads) -> Table:
+    reads.take(path, chain)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL in the name
+        raise RecipeError(f"{path!r}: cannot read: {exc}") from None
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise RecipeError(f"{chain[-1]}: extends: cycle: {cycle}")
@@ -128,16 +237,25 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...]) -> Table:
         return own
     parents = [extends] if isinstance(extends, str) else extends
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise RecipeError(f"{path}: extends: expected a file name or an array of them, got {extends!r}")
+        raise RecipeError(
+            f"{path}: extends: expected a file name or an array of them, got {describe_value(extends)}"
+        )
     merged = Table({}, {}, str(path))
     for parent in parents:
         parent_path = path.parent / parent
-        if not parent_path.is_file():
-            raise RecipeError(f"{path}: extends: file not found: {parent_path}")
-        _merge_into(merged, _load_with_extends(parent_path, (*chain, resolved)))
+        if not _is_file(parent_path):
+            raise RecipeError(f"{path}: extends: file not found: {_shorten(str(parent_path), 300)}")
+        _merge_into(merged, _load_with_extends(parent_path, (*chain, resolved), reads))
     own.origin.pop(("extends",), None)
     _merge_into(merged, own)
     return merged
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL in it
+        return False
 
 
 def _origins(value: Any, prefix: Path_, source: str) -> dict[Path_, str]:
@@ -161,7 +279,9 @@ def _merge_into(base: Table, top: Table) -> None:
             if isinstance(value, dict) and isinstance(b.get(key), dict):
                 merge(b[key], value, path)
             else:
-                _forget(base.origin, path)  # a replaced value forgets where its parts came from
+                if isinstance(b.get(key), (dict, list)):  # forget where its parts came from
+                    _forget(base.origin, path)
+                base.origin.pop(path, None)
                 b[key] = copy.deepcopy(value)
 
     merge(base.data, top.data, ())
@@ -184,6 +304,13 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # bare words and paths: --set model.encoder.name=diet_small
+    except RecursionError:
+        value = None
+    except ValueError:  # int() refuses numbers of thousands of digits
+        raise RecipeError(f"--set {_shorten(key)}: a number too long to read (integers are 64-bit)") from None
+    parts = key.split(".")
+    if value is None or len(parts) > MAX_NESTING or too_deep(value, MAX_NESTING - len(parts)):
+        raise RecipeError(f"--set {_shorten(key)}: {_NESTED}")
     return key, value
 
 
@@ -239,7 +366,7 @@ class _Problems:
 
     @property
     def lines(self) -> list[str]:
-        return [f"{file}: {', '.join(paths)}: {message}" for (file, message), paths in self._found.items()]
+        return [f"{file}: {_listed(paths)}: {message}" for (file, message), paths in self._found.items()]
 
     def structure(self, data: Any, cls: type, path: Sequence[str]) -> Any:
         try:
@@ -251,33 +378,58 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self._found:
-            raise RecipeError(self.lines)
+            raise RecipeError(capped(self.lines))
 
 
-def load_recipe(path: str | Path, plugins: Plugins, overrides: Iterable[str] = ()) -> Recipe | Pipeline:
-    """Load, merge, override and validate a recipe or a pipeline recipe."""
+def _listed(paths: list[str]) -> str:
+    """``a, b, c`` or, past :data:`MAX_LISTED`, ``a, b, ... and 1,234 more``."""
+    shown = ", ".join(_shorten(p) for p in paths[:MAX_LISTED])
+    return shown if len(paths) <= MAX_LISTED else f"{shown} and {len(paths) - MAX_LISTED:,} more"
+
+
+def capped(lines: list[str]) -> list[str]:
+    """The first :data:`MAX_LISTED` problem lines, then ``... and N more problems``."""
+    if len(lines) <= MAX_LISTED:
+        return lines
+    return [*lines[:MAX_LISTED], f"... and {len(lines) - MAX_LISTED:,} more problems"]
+
+
+def load_recipe(
+    path: str | Path, plugins: Plugins, overrides: Iterable[str] = (), *, check_output_dir: bool = False
+) -> Recipe | Pipeline:
+    """Load, merge, override and validate a recipe or a pipeline recipe.
+
+    ``check_output_dir``: also refuse a ``run.output_dir`` that is a file or in a folder this
+    process cannot write (``recipe check`` and ``run`` do; a recipe read for ``eval`` need not).
+    """
     overrides = list(overrides)
     table = load_table(path)
     if "stages" in table.data:  # --set applies to every stage, not to the pipeline file
-        return _build_pipeline(table, plugins, overrides)
+        return _build_pipeline(table, plugins, overrides, check_output_dir)
     _apply_overrides(table, overrides)
-    return build_recipe(table, plugins)
+    return build_recipe(table, plugins, check_output_dir=check_output_dir)
 
 
-def build_recipe(table: Table, plugins: Plugins) -> Recipe:
+def build_recipe(table: Table, plugins: Plugins, *, check_output_dir: bool = False) -> Recipe:
     """Validate a merged single-stage table into a :class:`Recipe` (all problems at once)."""
     p = _Problems(table)
     data = table.data
-    for key in data:
-        if key not in RECIPE_KEYS:
-            hint = (
-                " (a pipeline recipe has only 'stages')"
-                if key == "stages"
-                else did_you_mean(key, RECIPE_KEYS)
-            )
-            p.add((key,), f"unknown section{hint}; sections are {', '.join(RECIPE_KEYS[1:])}")
+    unknown = [key for key in data if key not in RECIPE_KEYS]
+    for i, key in enumerate(unknown):
+        hint = (
+            " (a pipeline recipe has only 'stages')"
+            if key == "stages"
+            else did_you_mean(key, RECIPE_KEYS)
+            if i < MAX_HINTS
+            else ""
+        )
+        p.add((key,), f"unknown section{hint}; sections are {', '.join(RECIPE_KEYS[1:])}")
 
     run = p.structure(data.get("run", {}), RunConfig, ("run",))
+    if check_output_dir and run is not None:
+        problem = output_dir_problem(Path(run.output_dir))
+        if problem:
+            p.add(("run", "output_dir"), problem)
     model = _build_model(p, data.get("model"), plugins)
     entries = _build_entries(p, data.get("data", []), ("data",), plugins, required=True)
     eval_table = dict(data.get("eval", {})) if isinstance(data.get("eval", {}), dict) else None
@@ -330,13 +482,10 @@ def _build_model(p: _Problems, section: Any, plugins: Plugins) -> ModelConfig | 
         )
         return None
     parts: dict[str, Any] = {}
-    for key in section:
-        if key not in (*MODEL_COMPONENTS, "projection"):
-            p.add(
-                ("model", key),
-                f"unknown key{did_you_mean(key, [*MODEL_COMPONENTS, 'projection'])}; "
-                "[model] has encoder, bridge, llm and projection",
-            )
+    unknown = [key for key in section if key not in (*MODEL_COMPONENTS, "projection")]
+    for i, key in enumerate(unknown):
+        hint = did_you_mean(key, [*MODEL_COMPONENTS, "projection"]) if i < MAX_HINTS else ""
+        p.add(("model", key), f"unknown key{hint}; [model] has encoder, bridge, llm and projection")
     for key, kind in MODEL_COMPONENTS.items():
         if key not in section:
             choices = ", ".join(plugins.names(kind)) or "none installed"
@@ -362,7 +511,7 @@ def _build_entries(
     p: _Problems, items: Any, path: Path_, plugins: Plugins, *, required: bool
 ) -> tuple[DataConfig, ...] | None:
     if not isinstance(items, list):
-        p.add(path, f"expected an array of tables ([[{'.'.join(path)}]]), got {items!r}")
+        p.add(path, f"expected an array of tables ([[{'.'.join(path)}]]), got {describe_value(items)}")
         return None
     if required and not items:
         p.add(path, "no [[data]] entries: add at least one with dataset = ..., task = ...")
@@ -378,14 +527,19 @@ def _build_entries(
 
 def _build_entry(p: _Problems, item: Any, path: Path_, plugins: Plugins) -> DataConfig | None:
     if not isinstance(item, dict):
-        p.add(path, f"expected a table, got {item!r}")
+        p.add(path, f"expected a table, got {describe_value(item)}")
         return None
     settings = dict(item)
     dataset_name = settings.pop("dataset", None)
     task = settings.pop("task", None)
-    weight = settings.pop("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-        p.add((*path, "weight"), f"expected a number > 0, got {weight!r}")
+    raw_weight = settings.pop("weight", 1.0)
+    try:
+        weight: float | None = structure(raw_weight, float)  # a finite number
+    except ConfigErrors:
+        weight = None
+    if weight is None or not weight > 0:
+        p.add((*path, "weight"), f"expected a finite number > 0, got {describe_value(raw_weight)}")
+        weight = None
     if dataset_name is None:
         p.add(
             (*path, "dataset"),
@@ -402,14 +556,14 @@ def _build_entry(p: _Problems, item: Any, path: Path_, plugins: Plugins) -> Data
         task_spec = _component(p, "task", task, (*path, "task"), plugins)
     else:  # task = "vqa": problems are reported at data.N.task
         task_spec = _component(p, "task", {"task": task}, path, plugins, "task")
-    if dataset is None or task_spec is None:
+    if dataset is None or task_spec is None or weight is None:
         return None
-    return DataConfig(dataset, task_spec, float(weight))
+    return DataConfig(dataset, task_spec, weight)
 
 
 def _build_loggers(p: _Problems, items: Any, plugins: Plugins) -> tuple[ComponentSpec, ...]:
     if not isinstance(items, list):
-        p.add(("loggers",), f"expected an array of tables ([[loggers]]), got {items!r}")
+        p.add(("loggers",), f"expected an array of tables ([[loggers]]), got {describe_value(items)}")
         return ()
     specs = [_component(p, "logger", item, ("loggers", str(i)), plugins) for i, item in enumerate(items)]
     return tuple(s for s in specs if s is not None)
@@ -425,7 +579,24 @@ def final_checkpoint(run: RunConfig) -> str:
     return str(Path(run.output_dir) / "checkpoint_final")
 
 
-def _build_pipeline(table: Table, plugins: Plugins, overrides: Sequence[str]) -> Pipeline:
+def output_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a run's output folder, else ``None``."""
+    try:
+        existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+        if not existing.is_dir():
+            what = "a file, not a folder" if existing.is_file() else "not a folder"
+            also = "" if existing == path else f", so {path} cannot be created"
+            return f"{existing} is {what}{also}"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"cannot write in {existing} (permission denied)"
+    except (OSError, ValueError) as exc:  # a name too long, a NUL in it
+        return f"{_shorten(repr(str(path)))} is not a usable folder name: {exc}"
+    return None
+
+
+def _build_pipeline(
+    table: Table, plugins: Plugins, overrides: Sequence[str], check_output_dir: bool = False
+) -> Pipeline:
     p = _Problems(table)
     for key in table.data:
         if key not in PIPELINE_KEYS:
@@ -482,7 +653,7 @@ def _build_pipeline(table: Table, plugins: Plugins, overrides: Sequence[str]) ->
                 set_path(
                     stage_table, ["run", "init_from"], final_checkpoint(previous.run), origin=table.source
                 )
-            recipe = build_recipe(stage_table, plugins)
+            recipe = build_recipe(stage_table, plugins, check_output_dir=check_output_dir)
         except RecipeError as exc:
             errors.extend((i + 1, line) for line in exc.problems)
             previous = None
@@ -490,7 +661,7 @@ def _build_pipeline(table: Table, plugins: Plugins, overrides: Sequence[str]) ->
         stages.append(Stage(recipe, chained))
         previous = recipe
     if errors:
-        raise RecipeError(_merge_stage_lines(errors))
+        raise RecipeError(capped(_merge_stage_lines(errors)))
     return Pipeline(table.source, tuple(stages), copy.deepcopy(table.data))
 
 

@@ -1,18 +1,22 @@
 """Strict structuring of recipe tables into frozen attrs config classes (cattrs).
 
 cattrs on its own coerces (``int("6")``, ``bool("false") is True``); recipes must not, so
-the primitive hooks here check types the way TOML spells them. Errors come back as
-``(dotted path, message)`` pairs that the recipe loader prefixes with the file name.
+the primitive hooks here check types the way TOML spells them: integers are 64-bit (as
+TOML defines them) and floats finite (``inf``/``nan`` only where a field's metadata says
+:data:`ALLOW_INF`). Errors come back as ``(dotted path, message)`` pairs that the recipe
+loader prefixes with the file name.
 """
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
+import cattrs.gen
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
@@ -23,6 +27,12 @@ from cattrs.errors import (
 from microvlm.errors import did_you_mean
 
 T = TypeVar("T")
+
+#: ``attrs.field(metadata=ALLOW_INF)``: this float may be ``inf``/``-inf`` (never ``nan``).
+ALLOW_INF = {"allow_inf": True}
+#: How many unknown keys of one table get a "did you mean" hint (the rest are just listed).
+MAX_HINTS = 20
+INT64 = (-(2**63), 2**63 - 1)  # TOML's integer range
 
 _TOML_NAMES = {
     str: "string",
@@ -56,7 +66,10 @@ class FieldValueError(ValueError):
 def describe_value(value: Any) -> str:
     """``'six' (string)``, ``6.5 (float)``, ``[1, 2] (array)``."""
     kind = _TOML_NAMES.get(type(value), type(value).__name__)
-    text = repr(value)
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() of a huge int is slow or fails
+        text = f"{'-' if value < 0 else ''}<{value.bit_length()}-bit number>"
+    else:
+        text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({kind})"
@@ -71,13 +84,35 @@ def _strict_str(value: Any, _: type) -> str:
 def _strict_int(value: Any, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigTypeError("an integer", value)
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValueError(f"expected a 64-bit integer (-2**63 to 2**63 - 1), got {describe_value(value)}")
     return value
 
 
-def _strict_float(value: Any, _: type) -> float:
+def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigTypeError("a number", value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float's range
+        raise ValueError(f"expected a finite number, got {describe_value(value)}") from None
+
+
+def _strict_float(value: Any, _: type) -> float:
+    number = _number(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {describe_value(value)}")
+    return number
+
+
+def _float_or_inf(value: Any, tp: Any) -> float | None:
+    """The hook of a field with :data:`ALLOW_INF` metadata (``float`` or ``float | None``)."""
+    if value is None and type(None) in typing.get_args(tp):
+        return None
+    number = _number(value)
+    if math.isnan(number):
+        raise ValueError(f"expected a number or inf, got {describe_value(value)}")
+    return number
 
 
 def _strict_bool(value: Any, _: type) -> bool:
@@ -151,7 +186,18 @@ def make_converter() -> cattrs.Converter:
         return attrs.has(tp)
 
     def _attrs_hook(tp: Any) -> Any:
-        inner = conv.gen_structure_attrs_fromdict(tp)
+        allow_inf = [f.name for f in attrs.fields(tp) if f.metadata.get("allow_inf")]
+        if allow_inf:
+            attrs.resolve_types(tp)
+            inner = cattrs.gen.make_dict_structure_fn(
+                tp,
+                conv,
+                _cattrs_forbid_extra_keys=True,
+                _cattrs_detailed_validation=True,
+                **{name: cattrs.gen.override(struct_hook=_float_or_inf) for name in allow_inf},
+            )
+        else:
+            inner = conv.gen_structure_attrs_fromdict(tp)
 
         def structure(value: Any, _: type) -> Any:
             if not isinstance(value, dict):
@@ -190,8 +236,9 @@ def iter_problems(
     """Flatten a cattrs exception tree into ``(path, message)`` pairs."""
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        for key in sorted(exc.extra_fields):
-            yield (*path, key), f"unknown key{did_you_mean(key, names)}; known keys: {', '.join(names)}"
+        for i, key in enumerate(sorted(exc.extra_fields)):
+            hint = did_you_mean(key, names) if i < MAX_HINTS else ""  # difflib is slow on 100k keys
+            yield (*path, key), f"unknown key{hint}; known keys: {', '.join(names)}"
     elif isinstance(exc, ClassValidationError):
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:

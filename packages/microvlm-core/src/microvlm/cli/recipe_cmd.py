@@ -27,7 +27,8 @@ def _override_option(f):  # type: ignore[no-untyped-def]
         multiple=True,
         metavar="KEY=VALUE",
         help="Override a recipe value, TOML-typed (run.lr=2e-4, model.encoder.name=diet_small). "
-        "Repeatable; several KEY=VALUE words may follow one --set/--options.",
+        "Repeatable; several KEY=VALUE words may follow one --set/--options. "
+        "'extends' cannot be set: --set applies on top of the files a recipe extends.",
     )(f)
 
 
@@ -70,7 +71,7 @@ def _load(path: str, plugins: Plugins, overrides: list[str]) -> Recipe | Pipelin
             else " See recipes/ for the TOML recipes."
         )
         raise RecipeError(f"{path}: train.py's YAML configs are now TOML recipes.{hint}")
-    return load_recipe(path, plugins, overrides)
+    return load_recipe(path, plugins, overrides, check_output_dir=True)
 
 
 def _summary(recipe: Recipe | Pipeline) -> str:
