@@ -449,3 +449,17 @@ def test_counts_written_by_two_processes_resume_in_one(samples: list[Sample]) ->
     assert mine.seen == [5] and mine.reasons[0] == {"truncated": 1}
     with pytest.raises(MicroVLMError, match="ck: the bad-data counts are malformed"):
         restore_bad_data(alone, {"bad_data": [{"seen": 3}]}, DistInfo(), "ck")
+
+
+@pytest.mark.parametrize("scale", [1.5, 3.0], ids=["warning range", "error range"])
+def test_images_over_the_pixel_limit_are_refused_before_decoding(scale):
+    """PIL only warns between MAX_IMAGE_PIXELS and twice that, and would decode; both are refused."""
+    from PIL import Image
+
+    from microvlm.data.samples import ImageError
+    from microvlm.testing import png_declaring
+
+    side = int((Image.MAX_IMAGE_PIXELS * scale) ** 0.5) + 1
+    with pytest.raises(ImageError) as raised:
+        ImageRef(data=png_declaring(side, side)).open()
+    assert raised.value.reason == "unreadable" and "pixels" in str(raised.value)

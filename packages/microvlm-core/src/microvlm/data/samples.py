@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -120,8 +121,10 @@ class ImageRef:
         from PIL import Image, UnidentifiedImageError
 
         try:
-            with self._source() as source, Image.open(source) as image:
-                return image.convert("RGB")
+            with warnings.catch_warnings():  # over Image.MAX_IMAGE_PIXELS: refused, as infer does
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with self._source() as source, Image.open(source) as image:
+                    return image.convert("RGB")
         except ImageError:
             raise
         except FileNotFoundError as exc:
@@ -130,7 +133,14 @@ class ImageRef:
             raise ImageError(
                 f"cannot read image {self.where}: not an image (no format PIL knows)", "not_image", self.where
             ) from exc
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        except (
+            OSError,
+            SyntaxError,
+            ValueError,
+            EOFError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
             reason: ImageProblem = "truncated" if "truncated" in str(exc).lower() else "unreadable"
             raise ImageError(f"cannot read image {self.where}: {exc}", reason, self.where) from exc
         # A decoder's own bug on hostile bytes (TIFF: TypeError, DDS: NotImplementedError, ...).

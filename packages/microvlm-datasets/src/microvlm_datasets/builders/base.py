@@ -84,17 +84,18 @@ def texts(value: Any, field: str, where: str) -> tuple[str, ...]:
 class ImageFolder:
     """Image paths from annotation files, kept inside one folder.
 
-    :meth:`path` joins a relative path to ``root``; one that leaves it (``../``, an absolute
-    path, a link to elsewhere) is a :class:`BadRecord`, before anything is opened. Both sides are
-    resolved, so ``root`` itself may be a link (images on another disk); a link inside it that
-    points out of it is refused. Folders are resolved once each.
+    :meth:`path` joins a relative path to ``root``; one that leaves it (``../`` past the top,
+    an absolute path, a drive) is a :class:`BadRecord`, before anything is opened. The check is
+    on the path as written, not on where links lead: the annotation text is untrusted, the
+    folder layout is the user's own, so ``root`` and links inside it may point anywhere (images
+    on another disk, LLaVA's ``coco/`` linked to a COCO download). Our own extraction never
+    writes links from an archive.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.real = os.path.realpath(self.root)
-        self._prefix = self.real.rstrip(os.sep) + os.sep
-        self._folders: dict[str, bool] = {}  # folder of an image -> whether it resolves inside
+        self._top = os.path.normpath(self.root)
+        self._prefix = self._top.rstrip(os.sep) + os.sep
 
     def path(self, relative: Any, where: str) -> str:
         """``root/relative``, normalised, when it stays inside ``root``; else a :class:`BadRecord`."""
@@ -104,18 +105,11 @@ class ImageFolder:
         return self.check(os.path.join(self.root, relative), f"{where} {relative!r}")
 
     def check(self, path: str, where: str) -> str:
-        """``path`` (already joined to ``root``), normalised, when it resolves inside ``root``."""
+        """``path`` (already joined to ``root``), normalised, when it stays inside ``root``."""
         path = os.path.normpath(path)
-        folder = os.path.dirname(path)
-        inside = self._folders.get(folder)
-        if inside is None:
-            inside = self._folders[folder] = self._inside(os.path.realpath(folder))
-        if not inside or (os.path.islink(path) and not self._inside(os.path.realpath(path))):
-            raise BadRecord(LEAVES_ROOT, f"{where}: {os.path.realpath(path)} is outside {self.real}")
+        if not path.startswith(self._prefix):  # os.path.join drops root for an absolute path
+            raise BadRecord(LEAVES_ROOT, f"{where}: {path} is outside {self._top}")
         return path
-
-    def _inside(self, real: str) -> bool:
-        return real == self.real or real.startswith(self._prefix)
 
 
 def missing(
