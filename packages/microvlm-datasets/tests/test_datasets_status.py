@@ -83,3 +83,11 @@ def test_status_names_what_is_missing(tmp_path: Path) -> None:
     out = _invoke("--root", str(tmp_path))
     assert "0 of 15 datasets present" in out
     assert "vqav2 train: vqav2: annotation file not found" in out and "v2_OpenEnded_mscoco_train2014" in out
+
+
+def test_status_shows_brackets_in_paths_as_written(tmp_path: Path) -> None:
+    """File names in notes are text, not rich markup: "[/]" used to raise MarkupError."""
+    root = tmp_path / "data[/]x[bold]"
+    (root / "vqa").mkdir(parents=True)
+    out = _invoke("--root", str(root))
+    assert "vqav2 train: vqav2: annotation file not found" in out and "data[/]x[bold]" in out

@@ -148,6 +148,7 @@ def status_command(root: Path, as_json: bool) -> None:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from microvlm_datasets.status import status
 
@@ -155,7 +156,8 @@ def status_command(root: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"datasets under {root}" + (" (a shapes set)" if report["kind"] == "shapes" else ""))
+    title = f"datasets under {root}" + (" (a shapes set)" if report["kind"] == "shapes" else "")
+    table = Table(title=Text(title))
     for column in ("dataset", "split", "status"):
         table.add_column(column, no_wrap=True)
     for column in ("samples", "images", "missing", "skipped", "failed dl", "disk"):
@@ -193,6 +195,7 @@ def status_command(root: Path, as_json: bool) -> None:
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # piped: do not squeeze the columns
     console.print(table)
-    for state, note in notes:
-        console.print(f"[{'red' if state == 'error' else 'yellow'}]{state}[/]: {note}", highlight=False)
+    for state, note in notes:  # notes hold file names and error text: never read as markup
+        colour = "red" if state == "error" else "yellow"
+        console.print(Text.assemble((state, colour), ": ", note), highlight=False)
     click.echo(f"{present} of {len(report['datasets'])} datasets present under {root}")

@@ -20,25 +20,31 @@ def print_results(path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from microvlm.cli.literal import add_literal_row, literal
+
     summary = json.loads(path.read_text())
-    table = Table("task", "metric", "value", "majority baseline", title=str(path))
+    table = Table("task", "metric", "value", "majority baseline", title=literal(path))
     for task, metrics in summary.items():
         if task in ("entries", "wall_seconds") or not isinstance(metrics, dict):
             continue
         if "by_question_type" in metrics:
-            table.add_row(
-                task, "accuracy", _fmt(metrics.get("accuracy")), _fmt(metrics.get("majority_baseline"))
+            add_literal_row(
+                table, task, "accuracy", _fmt(metrics.get("accuracy")), _fmt(metrics.get("majority_baseline"))
             )
             for kind, values in sorted(metrics["by_question_type"].items()):
-                table.add_row(
-                    "", f"  {kind}", _fmt(values.get("accuracy")), _fmt(values.get("majority_baseline"))
+                add_literal_row(
+                    table,
+                    "",
+                    f"  {kind}",
+                    _fmt(values.get("accuracy")),
+                    _fmt(values.get("majority_baseline")),
                 )
             continue
         for name, value in metrics.items():
             if isinstance(value, (int, float)):
-                table.add_row(task, name, _fmt(value), "")
+                add_literal_row(table, task, name, _fmt(value), "")
     if "wall_seconds" in summary:
-        table.add_row("", "wall seconds", f"{summary['wall_seconds']:.0f}", "")
+        add_literal_row(table, "", "wall seconds", f"{summary['wall_seconds']:.0f}", "")
     Console().print(table)
 
 

@@ -147,11 +147,13 @@ def print_metrics(results: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from microvlm.cli.literal import add_literal_row
+
     table = Table("data", "metric", "value")
     for name, metrics in results.items():
         for key, value in metrics.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            table.add_row(name, key, shown)
+            add_literal_row(table, name, key, shown)
     Console().print(table)
 
 
