@@ -354,3 +354,21 @@ def test_demo_checks_its_image_and_prompt_before_loading_the_model(
     result = invoke(plugins, *args)
     assert result.exit_code == 1, result.output
     assert ("image too large" if problem == "big-image" else "--prompt is not valid text") in result.output
+
+
+def test_eval_refuses_a_recipe_that_came_inside_the_checkpoint(plugins, trained, tmp_path):
+    """trainer.json is the checkpoint's own file: it may point at the user's recipe, not at one
+    shipped in the checkpoint (which would then choose data folders to read and write)."""
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained["checkpoint"], copy)
+    shutil.copy(trained["recipe"], copy / "planted.toml")
+    meta = json.loads((copy / "trainer.json").read_text())
+    (copy / "trainer.json").write_text(json.dumps({**meta, "recipe": str(copy / "planted.toml")}))
+    result = invoke(plugins, "eval", "--checkpoint", copy, "--limit", 1)
+    assert result.exit_code == 1 and "names a recipe inside the checkpoint" in result.output
+    assert "--recipe RECIPE" in result.output
+    (copy / "trainer.json").write_text(json.dumps({**meta, "recipe": ["not", "a", "path"]}))
+    result = invoke(plugins, "eval", "--checkpoint", copy, "--limit", 1)
+    assert result.exit_code == 1 and "cannot tell which data to evaluate on" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from microvlm.errors import MicroVLMError
 from microvlm.plugins import Plugins
 
 __all__ = ["Answerer", "eval_command", "infer_command", "load_model", "read_image"]
+
+logger = logging.getLogger(__name__)
 
 
 def _model_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -56,12 +59,19 @@ def _eval_entries(plugins: Plugins, checkpoint: str, recipe_path: str | None) ->
     from microvlm.train.checkpoint import load_meta, resolve_checkpoint
 
     if recipe_path is None:
-        recorded = load_meta(resolve_checkpoint(checkpoint)).get("recipe")
-        if not recorded or not Path(recorded).is_file():
+        directory = resolve_checkpoint(checkpoint)
+        recorded = load_meta(directory).get("recipe")
+        if not isinstance(recorded, str) or not recorded or not Path(recorded).is_file():
             raise MicroVLMError(
                 f"{checkpoint}: cannot tell which data to evaluate on (the training recipe "
                 f"{recorded!r} is not here); name it with --recipe RECIPE"
             )
+        if Path(recorded).resolve().is_relative_to(directory.resolve()):  # came with the checkpoint
+            raise MicroVLMError(
+                f"{checkpoint}: its trainer.json names a recipe inside the checkpoint ({recorded}); a "
+                "checkpoint's own files are not trusted to choose data: name it with --recipe RECIPE"
+            )
+        logger.info("evaluating on the data of %s (the checkpoint's training recipe)", recorded)
         recipe_path = recorded
     recipe = load_recipe(recipe_path, plugins)
     if isinstance(recipe, Pipeline):
