@@ -123,6 +123,9 @@ class RunConfig:
     max_bad_fraction: float = attrs.field(  # share of unreadable samples per dataset that stops the run
         default=0.01, validator=_fraction
     )
+    max_nonfinite_steps: int = attrs.field(  # steps with a NaN/inf loss or gradient skipped; more stop
+        default=0, validator=_non_negative
+    )
 
 
 @attrs.frozen

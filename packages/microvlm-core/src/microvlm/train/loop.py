@@ -37,6 +37,7 @@ from microvlm.train import checkpoint as ckpt
 from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, build_sources, epoch_order
 from microvlm.train.dist import DistInfo
 from microvlm.train.final_eval import final_evaluation
+from microvlm.train.guards import NonFiniteGuard, check_weights
 from microvlm.train.schedule import make_optimizer, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
         )
         if state.saved:
             restore_bad_data(monitor, state.saved, dist, ckpt.step_dir(out, state.step) / ckpt.META)
+    guard = NonFiniteGuard(run, dist, skipped=int(state.saved.get("nonfinite_steps", 0)))
     train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
     reporter = Reporter(recipe, plugins, dist, total_steps, progress=progress)
@@ -180,6 +182,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             state.save(out, model, optimizer, scheduler, recipe, plugins, run.keep_last, rank_rng, extra)
 
     model.train()
+    step_loss = 0.0  # this process's mean loss over the micro-batches of the current step
     with _StopFlag() as stop, reporter:
         reporter.start(state.step)
         while state.step < total_steps:
@@ -218,19 +221,28 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                         loss = loss * weight
                     loss.backward()
                 state.micro_step += 1
-                reporter.accumulate(float(result.loss.detach()), result.num_target_tokens, images.shape[0])
+                micro_loss = float(result.loss.detach())
+                step_loss += micro_loss / run.grad_accum_steps
+                reporter.accumulate(micro_loss, result.num_target_tokens, images.shape[0])
                 if not sync:
                     continue
                 grad_norm = _clip(model, run.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                lrs = [group["lr"] for group in optimizer.param_groups]
+                skip = guard.check(state.step + 1, step_loss, grad_norm, lrs)  # raises to stop the run
+                if not skip:
+                    optimizer.step()
+                scheduler.step()  # a skipped step counts: the schedule and the data position go on
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                step_loss = 0.0
                 reporter.step(state.step, scheduler.get_last_lr()[0], grad_norm)
+                if skip:
+                    reporter.log_eval({"nonfinite_steps": float(guard.skipped)}, state.step)
                 last = state.step >= total_steps
                 stopping = stop_flags(dist, stop.signal is not None, monitor)  # all ranks, same step
                 if stopping or (run.save_every and state.step % run.save_every == 0):
-                    save_step(state, extra={"bad_data": gather_bad_data(dist, monitor)})
+                    bad_data = gather_bad_data(dist, monitor)  # a collective too
+                    save_step(state, extra={"bad_data": bad_data, "nonfinite_steps": guard.skipped})
                 if recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0 and not last:
                     reporter.log_eval(
                         validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text),
@@ -255,6 +267,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             if dist.is_main:
                 warn_if_blind(scores)
         final = out / ckpt.FINAL
+        check_weights(model, state.step, run)  # never a final checkpoint of NaN weights
         if dist.is_main:
             state.save_final(final, model, recipe, plugins)
             reporter.finish(out)
