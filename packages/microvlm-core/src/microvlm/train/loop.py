@@ -4,8 +4,12 @@ AdamW with parameter groups, linear warm-up + cosine, gradient accumulation and 
 bf16 autocast on GPU and fp32 on CPU (``precision = "auto"``), periodic validation loss,
 checkpoints every ``save_every`` optimizer steps and ``checkpoint_final`` at the end.
 Rerunning the same command resumes from the newest checkpoint in ``output_dir`` exactly:
-weights, optimizer, scheduler, RNG states and the position in the data order are restored.
-SIGTERM / Ctrl-C write a checkpoint at the next step boundary, then exit.
+weights, optimizer, scheduler, RNG states, the position in the data order, the bad-data counts
+and the skipped non-finite steps are restored. Resuming with a changed ``[run]`` applies the
+recipe's values from the resumed step on (the learning-rate schedule and weight decay included)
+and warns about each changed setting; a changed ``run.train`` cannot resume (see
+:mod:`microvlm.train.settings` for every setting's rule). SIGTERM / Ctrl-C write a checkpoint at
+the next step boundary, then exit.
 
 Under ``torchrun`` (or ``microvlm run --nproc N``) the trainable parameters are wrapped in
 DDP: each rank takes its slice of every global batch, the loss is weighted so the gradient
@@ -154,7 +158,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     state = RunState(world=dist.world)
     if run.resume:
         state = (
-            RunState.resume(out, model, optimizer, scheduler, dist, run.batch_size, run.grad_accum_steps)
+            RunState.resume(out, model, optimizer, scheduler, dist, run.batch_size, run.grad_accum_steps, run)
             or state
         )
         if state.saved:

@@ -9,12 +9,18 @@ from typing import Any
 import attrs
 import torch
 
-from microvlm.config import Recipe
+from microvlm.config import Recipe, RunConfig
 from microvlm.errors import MicroVLMError
 from microvlm.models.weights import weights_to_save
 from microvlm.train import checkpoint as ckpt
 from microvlm.train.data import BadDataMonitor, merge_counts
 from microvlm.train.dist import DistInfo
+from microvlm.train.settings import (
+    apply_hyperparameters,
+    fresh_hyperparameters,
+    report_changes,
+    settings_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ class RunState:
             "run": recipe.run.name,
             "recipe": recipe.source,
             "plugins": plugins.distributions(),
+            "settings": settings_record(recipe.run),  # what a resumed run compares its own with
         }
 
     def save(
@@ -105,6 +112,7 @@ class RunState:
         dist: DistInfo | None = None,
         batch_size: int | None = None,
         grad_accum_steps: int = 1,
+        run: RunConfig | None = None,
     ) -> RunState | None:
         """Restore from the newest step checkpoint in ``out``; None if there is none.
 
@@ -113,6 +121,11 @@ class RunState:
         process) the position in the epoch is recomputed from the samples already used, so
         that changing the process count or the batch size neither repeats nor skips data
         (up to one optimizer step's worth when the new step size does not divide it).
+
+        The optimizer and scheduler keep the settings they were built with (this run's: peak
+        rate, warm-up, floor, length, weight decay), their rate set for the resumed step; the
+        checkpoint brings the moments and the step count. With ``run``, each setting that changed
+        since the checkpoint is logged (:mod:`microvlm.train.settings`).
         """
         dist = dist or DistInfo()
         from microvlm.models.weights import apply_weights
@@ -121,10 +134,14 @@ class RunState:
         if found is None:
             return None
         path, state, meta = found.path, found.state, found.meta
+        if run is not None:
+            report_changes(meta.get("settings"), run, path)  # raises when run.train changed
         apply_weights(model, found.weights, str(path))
+        fresh = fresh_hyperparameters(optimizer, scheduler)
         try:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            apply_hyperparameters(optimizer, scheduler, fresh)
             ckpt.set_rng_state(state["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise MicroVLMError(
