@@ -92,3 +92,88 @@ def test_a_changed_trainable_set_cannot_resume(tmp_path, plugins, monkeypatch):
     changed = load(tmp_path, plugins, epochs=2, save_every=1, train=["bridge", "projection", "llm"])
     with pytest.raises(MicroVLMError, match=r"run\.train was \['bridge', 'projection'\] .* cannot resume"):
         run(changed, plugins, progress=False)
+
+
+EVAL = '\n[eval]\nevery_steps = 3\nbatch_size = 4\n\n[[eval.data]]\ndataset = "toy_dataset"\nn = 8\ntask = "toy_task"\n'
+
+
+def with_eval(tmp_path, plugins, out, **settings):
+    """The toy recipe (4 steps) with a validation at step 3 and at the end."""
+    path = tmp_path / f"{out}.toml"
+    path.write_text(toy_training_recipe(str(tmp_path / out), str(tiny_llm_path()), **settings) + EVAL)
+    return load_recipe(path, plugins)
+
+
+def comparable(out):
+    """Each metrics row without the numbers that depend on the clock."""
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows(out)]
+
+
+@pytest.fixture
+def plotted(monkeypatch):
+    """The (x, y) of every line drawn with matplotlib (loss.png's curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    lines = []
+    plot = Axes.plot
+
+    def recording(self, *args, **kwargs):
+        lines.append((list(args[0]), list(args[1])))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recording)
+    return lines
+
+
+@pytest.mark.parametrize("kill", ["while logging step 4", "after the last checkpoint"])
+def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
+    tmp_path, plugins, monkeypatch, plotted, kill
+):
+    from microvlm.loggers import JsonlLogger
+
+    settings = {"epochs": 2, "save_every": 1}
+    run(with_eval(tmp_path, plugins, "ref", **settings), plugins, progress=False)
+    reference = comparable(tmp_path / "ref")
+    assert [r["step"] for r in reference if "loss" in r] == [1, 2, 3, 4]
+    assert any("val/toy_dataset/toy_task/loss" in r for r in reference if r["step"] == 3)
+    plotted.clear()
+
+    recipe = with_eval(tmp_path, plugins, "out", **settings)
+    if kill == "after the last checkpoint":
+        crash_after(monkeypatch, recipe, plugins, 4)
+    else:  # step 4's row is written, its checkpoint is not: the resumed run logs step 4 again
+        log = JsonlLogger.log
+
+        def log_then_crash(self, metrics, step):
+            log(self, metrics, step)
+            if step == 4 and "loss" in metrics:
+                raise Crash
+
+        monkeypatch.setattr(JsonlLogger, "log", log_then_crash)
+        with pytest.raises(Crash):
+            run(recipe, plugins, progress=False)
+        monkeypatch.setattr(JsonlLogger, "log", log)
+    plotted.clear()
+    run(recipe, plugins, progress=False)
+    assert comparable(tmp_path / "out") == reference
+    assert (tmp_path / "out" / "loss.png").is_file()
+    [(steps, losses)] = plotted
+    assert steps == [1, 2, 3, 4] and losses == [r["loss"] for r in reference if "loss" in r]
+
+
+def test_the_metrics_file_keeps_what_was_logged_up_to_the_checkpoint(tmp_path):
+    from microvlm.loggers import JsonlLogger, JsonlLoggerConfig
+
+    lines = [json.dumps({"step": s, "loss": float(s)}) for s in (1, 2, 2, 3)] + ['{"step": 4, "lo']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))  # the last line cut by a kill
+    logger = JsonlLogger(JsonlLoggerConfig(), run_dir=tmp_path)
+    assert logger.rows == 5
+    logger.resume(3)
+    assert [step for step, _ in logger.history()] == [1, 2, 2, 3] and logger.rows == 4
+    logger.resume(3, rows=2)  # the checkpoint was written when the file had 2 rows
+    logger.log({"loss": 9.0}, 3)
+    logger.close()
+    assert [r["step"] for r in rows(tmp_path)] == [1, 2, 3] and logger.rows == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,57 @@ class ConsoleLogger:
 class JsonlLogger:
     """Appends ``{"step": .., "time": .., **metrics}`` per call; flushed every line.
 
-    Appending (not truncating) keeps the history of a resumed run in one file.
+    Appending (not truncating) keeps the history of a resumed run in one file: the runner calls
+    :meth:`resume` with the step it resumes from and the :attr:`rows` the file had when that
+    checkpoint was written, so rows logged after it (before a kill) are not there twice.
     """
 
     def __init__(self, config: JsonlLoggerConfig, *, run_dir: str | Path, **_: Any) -> None:
         self.path = Path(run_dir) / config.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = len(self._lines())  # lines in the file, for checkpoints (see resume)
         self._file = self.path.open("a", encoding="utf-8")
+
+    def _lines(self) -> list[str]:
+        if not self.path.is_file():
+            return []
+        return self.path.read_text(encoding="utf-8", errors="replace").splitlines()
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         record = {"step": step, "time": round(time.time(), 3)}
         record.update({k: _jsonable(v) for k, v in metrics.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        self.rows += 1
+
+    def resume(self, step: int, rows: int | None = None) -> None:
+        """Keep what was logged up to a checkpoint: the first ``rows`` lines (all when None) and
+        of those only whole rows of steps up to ``step``; the file is replaced atomically."""
+        kept = []
+        for line in self._lines()[:rows]:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by a kill
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line)
+        self._file.close()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.rows = len(kept)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def history(self, key: str = "loss") -> list[tuple[int, float]]:
+        """``(step, value)`` of every row with ``key``, from the whole file (resumed runs included)."""
+        found = []
+        for line in self._lines():
+            try:
+                record = json.loads(line)
+                found.append((int(record["step"]), float(record[key])))
+            except (ValueError, KeyError, TypeError):  # rows without it, cut lines
+                continue
+        return found
 
     def close(self) -> None:
         self._file.close()

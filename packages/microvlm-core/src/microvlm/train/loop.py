@@ -188,7 +188,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     model.train()
     step_loss = 0.0  # this process's mean loss over the micro-batches of the current step
     with _StopFlag() as stop, reporter:
-        reporter.start(state.step)
+        reporter.start(state.step, state.saved.get("metrics_rows"))  # drops rows logged after it
         while state.step < total_steps:
             order = epoch_order(sources, state.epoch, run.seed)
             data = EpochDataset(sources, order, processor, tokenizer, run.seed, state.epoch)
@@ -244,14 +244,19 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
                     reporter.log_eval({"nonfinite_steps": float(guard.skipped)}, state.step)
                 last = state.step >= total_steps
                 stopping = stop_flags(dist, stop.signal is not None, monitor)  # all ranks, same step
-                if stopping or (run.save_every and state.step % run.save_every == 0):
-                    bad_data = gather_bad_data(dist, monitor)  # a collective too
-                    save_step(state, extra={"bad_data": bad_data, "nonfinite_steps": guard.skipped})
-                if recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0 and not last:
+                due = recipe.eval.every_steps and state.step % recipe.eval.every_steps == 0
+                if due and not last and not stopping:  # before the checkpoint: a resumed run has it
                     reporter.log_eval(
                         validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text),
                         state.step,
                     )
+                if stopping or (run.save_every and state.step % run.save_every == 0):
+                    extra = {
+                        "bad_data": gather_bad_data(dist, monitor),  # a collective too
+                        "nonfinite_steps": guard.skipped,
+                        "metrics_rows": reporter.rows(),  # what was logged up to here
+                    }
+                    save_step(state, extra)
                 if stopping:
                     dist.barrier()
                     raise Interrupted(128 + (stop.signal or signal.SIGTERM))

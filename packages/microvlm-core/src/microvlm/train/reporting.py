@@ -83,9 +83,30 @@ class Reporter:
         for lg in self.loggers:
             lg.close()
 
-    def start(self, step: int) -> None:
+    def start(self, step: int, rows: dict[str, int] | None = None) -> None:
+        """Begin at optimizer step ``step``: metric files drop what was logged after it (``rows``:
+        :meth:`rows` saved in the checkpoint resumed from), so a resumed run's file reads as if
+        the run had never stopped."""
+        for lg in self.loggers:
+            if hasattr(lg, "resume"):
+                lg.resume(step, (rows or {}).get(self._key(lg)))
         if self._progress is not None:
             self._task = self._progress.add_task("train", total=self.total, completed=step, info="")
+
+    def _key(self, lg: Any) -> str:
+        return str(getattr(lg, "path", type(lg).__name__))
+
+    def rows(self) -> dict[str, int]:
+        """Rows each metrics file holds now (for a step checkpoint; see :meth:`start`)."""
+        return {self._key(lg): lg.rows for lg in self.loggers if isinstance(getattr(lg, "rows", None), int)}
+
+    def loss_curve(self) -> list[tuple[int, float]]:
+        """The whole run's ``(step, loss)``: from a metrics file that keeps history across resumes
+        (``metrics.jsonl``), else what this process logged."""
+        for lg in self.loggers:
+            if hasattr(lg, "history"):
+                return lg.history("loss")
+        return list(self.history)
 
     def accumulate(self, loss: float, tokens: int, samples: int) -> None:
         self._loss_sum += loss * tokens
@@ -125,15 +146,16 @@ class Reporter:
                 lg.log(metrics, step)
 
     def finish(self, out: Path) -> Path | None:
-        """Write ``loss.png`` (loss against step) into the run folder."""
-        if len(self.history) < 1:
+        """Write ``loss.png`` (the whole run's loss against step) into the run folder."""
+        curve = self.loss_curve()
+        if not curve:
             return None
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        steps, losses = zip(*self.history, strict=True)
+        steps, losses = zip(*curve, strict=True)
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         ax.plot(steps, losses, marker="." if len(steps) < 50 else None)
         ax.set_xlabel("optimizer step")
