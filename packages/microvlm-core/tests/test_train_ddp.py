@@ -75,6 +75,22 @@ def reduction_order_bound(recipe, plugins, state, c=100.0):
     return {n: 2 * steps * lr * torch.clamp(noise / (v + adam_eps), max=1.0) for n, v in rms.items()}
 
 
+def torchrun(tmp_path, script, *args):
+    """Run the Python ``script`` (its text) in 2 processes under torchrun, in ``tmp_path``."""
+    path = tmp_path / "train_script.py"
+    path.write_text(script)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(path),
+        *map(str, args),
+    ]
+    return subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
 def losses(out):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"], r["target_tokens"]) for r in rows if "loss" in r]
@@ -85,26 +101,13 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     plugins = load_plugins(extra=[("toys", ToyPlugin())])
     path = tmp_path / "r.toml"
     path.write_text(toy_training_recipe("unused", str(tiny_llm_path())) + SECOND_ENTRY)
-    script = tmp_path / "train_toy.py"
-    script.write_text(SCRIPT)
 
     single = tmp_path / "single"
     run(load_recipe(path, plugins, [*COMMON, f"run.output_dir={single}", "run.batch_size=8"]), plugins, False)
 
     double = tmp_path / "double"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(script),
-        str(path),
-        *COMMON,
-        f"run.output_dir={double}",
-        "run.batch_size=4",  # per process
-    ]
-    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    per_process = "run.batch_size=4"
+    done = torchrun(tmp_path, SCRIPT, path, *COMMON, f"run.output_dir={double}", per_process)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "unused parameters" not in done.stderr
 
@@ -203,20 +206,7 @@ def test_two_processes_stop_on_bad_data_at_the_end_of_training(tmp_path):
     path.write_text(
         text.replace('dataset = "toy_dataset"\nn = 8\n', 'dataset = "broken_toys"\nn = 8\nbad = [5]\n')
     )
-    script = tmp_path / "train_broken.py"
-    script.write_text(BROKEN_SCRIPT)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(script),
-        str(Path(__file__).parent),
-        str(path),
-        "run.max_text_tokens=6",
-    ]
-    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = torchrun(tmp_path, BROKEN_SCRIPT, Path(__file__).parent, path, "run.max_text_tokens=6")
     assert done.returncode != 0
     assert done.stderr.count("broken_toys/toy_task: 1 of 8 samples read this epoch were skipped") == 2, (
         done.stderr[-3000:]
