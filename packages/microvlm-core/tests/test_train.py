@@ -187,7 +187,7 @@ def test_gradient_checkpointing_needs_an_llm_that_offers_it(tmp_path, plugins):
 
 
 def test_image_token_spread():
-    from microvlm.train.loop import image_token_spread
+    from microvlm.train.validation import image_token_spread
 
     same = torch.randn(1, 4, 8).expand(16, -1, -1)  # every image gives the same tokens
     assert image_token_spread(same) == pytest.approx(0.0, abs=1e-6)
@@ -199,7 +199,7 @@ def test_image_token_spread():
 
 
 def test_validation_reports_the_image_token_spread_and_warns_when_blind(tmp_path, plugins, caplog):
-    from microvlm.train.loop import warn_if_blind
+    from microvlm.train.validation import warn_if_blind
 
     path = tmp_path / "r.toml"
     path.write_text(
@@ -212,11 +212,11 @@ def test_validation_reports_the_image_token_spread_and_warns_when_blind(tmp_path
     (spread,) = [v for k, v in rows[-1].items() if k.endswith("image_token_spread")]
     assert 0.0 <= spread < 1.5
 
-    with caplog.at_level("WARNING", logger="microvlm.train.loop"):
+    with caplog.at_level("WARNING", logger="microvlm.train.validation"):
         warn_if_blind(
             {"val/a/image_token_spread": 0.3, "val/b/image_token_spread": 0.0004, "val/b/loss": 0.0}
         )
-    warned = [r for r in caplog.records if r.name == "microvlm.train.loop" and r.levelname == "WARNING"]
+    warned = [r for r in caplog.records if r.name == "microvlm.train.validation" and r.levelname == "WARNING"]
     assert [r.getMessage().split(" = ")[0] for r in warned] == ["val/b/image_token_spread"]
 
 
