@@ -88,7 +88,7 @@ class Reporter:
         :meth:`rows` saved in the checkpoint resumed from), so a resumed run's file reads as if
         the run had never stopped."""
         for lg in self.loggers:
-            if hasattr(lg, "resume"):
+            if callable(getattr(lg, "resume", None)):  # optional in the logger protocol
                 lg.resume(step, (rows or {}).get(self._key(lg)))
         if self._progress is not None:
             self._task = self._progress.add_task("train", total=self.total, completed=step, info="")
@@ -103,8 +103,10 @@ class Reporter:
     def loss_curve(self) -> list[tuple[int, float]]:
         """The whole run's ``(step, loss)``: from a metrics file that keeps history across resumes
         (``metrics.jsonl``), else what this process logged."""
+        from microvlm.loggers import JsonlLogger
+
         for lg in self.loggers:
-            if hasattr(lg, "history"):
+            if isinstance(lg, JsonlLogger):
                 return lg.history("loss")
         return list(self.history)
 
