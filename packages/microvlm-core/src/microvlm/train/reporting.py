@@ -94,7 +94,14 @@ class Reporter:
             self._task = self._progress.add_task("train", total=self.total, completed=step, info="")
 
     def _key(self, lg: Any) -> str:
-        return str(getattr(lg, "path", type(lg).__name__))
+        """A logger's name in checkpoints: its file relative to the run folder (which may move)."""
+        path = getattr(lg, "path", None)
+        if path is None:
+            return type(lg).__name__
+        try:
+            return str(Path(path).relative_to(self.run.output_dir))
+        except ValueError:
+            return str(path)
 
     def rows(self) -> dict[str, int]:
         """Rows each metrics file holds now (for a step checkpoint; see :meth:`start`)."""
