@@ -10,6 +10,7 @@ from microvlm.errors import MicroVLMError
 from microvlm.recipe import load_recipe
 from microvlm.testing import tiny_llm_path
 from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 from microvlm.train.state import RunState
 
@@ -156,6 +157,8 @@ def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
         with pytest.raises(Crash):
             run(recipe, plugins, progress=False)
         monkeypatch.setattr(JsonlLogger, "log", log)
+    meta = ckpt.load_meta(tmp_path / "out" / "checkpoint_step000003")
+    assert meta["metrics_rows"] == {"metrics.jsonl": 4}  # steps 1-3 and step 3's validation
     plotted.clear()
     run(recipe, plugins, progress=False)
     assert comparable(tmp_path / "out") == reference
