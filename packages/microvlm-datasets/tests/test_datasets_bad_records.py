@@ -295,14 +295,37 @@ def test_bad_captions_count_against_max_bad_fraction(tmp_path: Path) -> None:
     (source,) = build_sources([_coco_entry(tmp_path, 20, 2)], Plugins(), train=True)
     assert len(source.samples) == 18 and source.skipped == {REASON: 2}
     assert all(s.captions[0].startswith("photo") for s in source.samples)
-    BadDataMonitor([source], max_fraction=0.2)  # 2 of 20: under the limit
+    BadDataMonitor([source], max_fraction=0.2)  # 2 of 20 captions + 18 images: under the limit
     with pytest.raises(MicroVLMError) as info:
         BadDataMonitor([source], max_fraction=0.01)
     message = str(info.value)
     assert message.startswith(
-        "coco_caption/caption: 2 of 20 records could not be read (caption is not a string 2)"
+        "coco_caption/caption: 2 of 38 records could not be read (caption is not a string 2)"
     )
     assert "captions_val2017.json: annotations[0]" in message and "run.max_bad_fraction = 0.01" in message
+
+
+def test_the_limit_counts_captions_not_images(tmp_path: Path) -> None:
+    """COCO has about five captions per image: 5 bad of 100 captions (and 20 images) is about 4 %,
+    not 5 of 25 images (20 %): skips and reads are counted in the same unit, annotation records."""
+    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 8, "height": 6} for i in range(20)]
+    annotations = [
+        {"image_id": i // 5, "id": i, "caption": 42 if i % 20 == 0 else f"photo {i}"} for i in range(100)
+    ]
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2017").mkdir()
+    (tmp_path / "annotations" / "captions_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": annotations}), encoding="utf-8"
+    )
+    config = (
+        microvlm.load_plugins().get("dataset", "coco_caption").config_cls(root=str(tmp_path), split="val")
+    )
+    entry = DataConfig(ComponentSpec("coco_caption", config), ComponentSpec("caption", None))
+    (source,) = build_sources([entry], Plugins(), train=True)
+    assert len(source.samples) == 20 and source.skipped == {REASON: 5} and source.records == 120
+    BadDataMonitor([source], max_fraction=0.05)  # 5 of 120 records: under the limit
+    with pytest.raises(MicroVLMError, match="5 of 120 records could not be read"):
+        BadDataMonitor([source], max_fraction=0.04)
 
 
 def test_evaluation_reads_the_same_records(tmp_path: Path) -> None:

@@ -24,8 +24,6 @@ logger = logging.getLogger("microvlm.train.data")  # where users (and their log 
 MAX_EXAMPLES = 5  # bad files named per dataset in logs and errors
 
 
-
-
 class BadDataMonitor:
     """Counts skipped samples per dataset and reason; stops a run with too many.
 
@@ -60,17 +58,19 @@ class BadDataMonitor:
         for source in sources:
             skipped = sum(source.skipped.values())
             if skipped:
-                kept = len(source.samples)
+                # annotation records read (COCO: its captions and images), not samples (an image
+                # with five captions is one sample): skips and reads in the same unit
+                read = max(source.records, skipped) if source.records else len(source.samples) + skipped
                 logger.warning(
-                    "%s: %d records left out while loading (%s), %d kept",
+                    "%s: %d of %d records left out while loading (%s)",
                     source.name,
                     skipped,
+                    read,
                     reasons_text(source.skipped),
-                    kept,
                 )
-                if skipped / (kept + skipped) > max_fraction:
+                if skipped / read > max_fraction:
                     raise MicroVLMError(
-                        f"{source.name}: {skipped} of {kept + skipped} records could not be read "
+                        f"{source.name}: {skipped} of {read} records could not be read "
                         f"({reasons_text(source.skipped)}), more than run.max_bad_fraction = "
                         f"{max_fraction:g}. Examples: {'; '.join(source.skipped_examples)}. Repair or "
                         f"re-download these files, or raise run.max_bad_fraction."

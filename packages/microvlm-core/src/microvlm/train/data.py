@@ -59,6 +59,7 @@ class Source:
     weight: float
     skipped: Mapping[str, int] = attrs.field(factory=dict)  # reason -> records left out while loading
     skipped_examples: tuple[str, ...] = ()  # where some of them are
+    records: int = 0  # annotation records read while loading, kept or skipped (0: unknown)
 
 
 class _Head(Sequence[Sample]):
@@ -122,7 +123,8 @@ def build_sources(
         regroup = getattr(task, "training_samples", None) if train else None
         if regroup is not None:
             samples = regroup(samples)
-        sources.append(Source(name, samples, task, entry.weight, skipped, examples))
+        records = int(getattr(builder, "records_read", 0) or 0)  # COCO: captions and images
+        sources.append(Source(name, samples, task, entry.weight, skipped, examples, records))
     return sources
 
 

@@ -226,7 +226,7 @@ class _LeaveOut:
         self.builder = builder
 
     def __enter__(self) -> None:
-        return None
+        self.builder.records_read += 1  # what skips are counted against (run.max_bad_fraction)
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         if isinstance(exc, BadRecord):
@@ -250,6 +250,7 @@ class RecordBuilder(abc.ABC, Generic[R]):
         self._records: Sequence[R] | None = None
         self.skipped: Counter[str] = Counter()  # reason -> records skipped while loading
         self.skipped_examples: dict[str, list[str]] = {}  # reason -> the first few, where they are
+        self.records_read = 0  # annotation records read in bad_records blocks, kept or skipped
         self.bad_records = _LeaveOut(self)  # context: a BadRecord inside is counted, the record left out
 
     def skip(self, reason: str, where: str) -> None:
@@ -277,6 +278,7 @@ class RecordBuilder(abc.ABC, Generic[R]):
         if self._records is None:
             self.skipped.clear()
             self.skipped_examples.clear()
+            self.records_read = 0
             try:
                 self._records = self._load()
             except MicroVLMError:
