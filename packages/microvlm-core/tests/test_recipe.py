@@ -467,3 +467,22 @@ def test_many_different_problems_are_capped(tmp_path, plugins):
     bad = "".join(f'[[data]]\ndataset = "toy_dataset"\ntask = "toy_task"\nn = "{i}"\n' for i in range(100))
     problems = errors_of(write(tmp_path / "r.toml", TOY_RECIPE + bad), plugins)
     assert len(problems) == 21 and problems[-1] == "... and 80 more problems"
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        ('recipe = "s.toml"\noverrides = 3', "stages.0.overrides: expected a table, got 3 (integer)"),
+        ('recipe = "nope.toml"', "stages.0.recipe: file not found: "),
+        ('recipe = "fifo"', "stages.0.recipe: file not found: "),  # reading a FIFO would block
+        ('recipe = "s.toml"\nx = 1', "stages.0: unknown keys x; a stage has 'recipe' and 'overrides'"),
+    ],
+    ids=["overrides-not-a-table", "missing", "fifo", "unknown-key"],
+)
+def test_pipeline_stage_problems_are_clear_errors(tmp_path, plugins, stage, expected):
+    write(tmp_path / "s.toml", TOY_RECIPE)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+    path = write(tmp_path / "p.toml", f"[[stages]]\n{stage}\n")
+    [message] = errors_of(path, plugins)
+    assert message.startswith(f"[stage 1] {path}: {expected}")

@@ -623,18 +623,22 @@ def _build_pipeline(
                 )
             )
             continue
-        unknown = set(item) - {"recipe", "overrides"}
-        if unknown:
-            errors.append(
-                (
-                    i + 1,
-                    f"{table.where(path)}: {'.'.join(path)}: unknown keys {sorted(unknown)}; "
-                    "a stage has 'recipe' and 'overrides'",
-                )
-            )
+        unknown = sorted(set(item) - {"recipe", "overrides"})
+        stage_file = base / item["recipe"]
+        problem = (
+            f": unknown keys {_listed(unknown)}; a stage has 'recipe' and 'overrides'"
+            if unknown
+            else f".overrides: expected a table, got {describe_value(item['overrides'])}"
+            if not isinstance(item.get("overrides", {}), dict)
+            else f".recipe: file not found: {_shorten(str(stage_file), 300)}"
+            if not _is_file(stage_file)
+            else None
+        )
+        if problem:
+            errors.append((i + 1, f"{table.where(path)}: {'.'.join(path)}{problem}"))
             continue
         try:
-            stage_table = load_table(base / item["recipe"])
+            stage_table = load_table(stage_file)
             stage_overrides = item.get("overrides", {})
             _merge_into(
                 stage_table,
