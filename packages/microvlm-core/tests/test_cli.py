@@ -245,3 +245,28 @@ def test_model_info_table_shows_brackets_literally(capsys):
     info_cmd._print_table({"run": "[/]run", "train": ["[bold]"], "parts": {"encoder": part}, "total": total})
     out = capsys.readouterr().out
     assert "[/]run: trains [bold]" in out and "[wandb]" in out
+
+
+class _FullDiskPlugin:
+    @hookimpl
+    def register_commands(self, cli):
+        import errno
+
+        def write():
+            raise OSError(errno.ENOSPC, "No space left on device", "out/metrics.jsonl")
+
+        def other():
+            raise OSError(errno.EACCES, "Permission denied", "out/x")
+
+        cli.add_command(click.Command("fill", callback=write))
+        cli.add_command(click.Command("deny", callback=other))
+
+
+def test_a_full_disk_anywhere_is_one_clear_message():
+    cli = build_cli(_installed(disk=_FullDiskPlugin()))
+    result = CliRunner().invoke(cli, ["fill"])
+    assert result.exit_code == 1, result.output
+    assert "writing out/metrics.jsonl: the disk is full" in result.output
+    assert "Traceback" not in result.output
+    other = CliRunner().invoke(cli, ["deny"])
+    assert isinstance(other.exception, PermissionError)  # only a full disk is translated

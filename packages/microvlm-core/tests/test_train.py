@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from microvlm import load_plugins
 from microvlm.recipe import load_recipe
 from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -48,25 +48,6 @@ def test_training_lowers_the_loss_and_writes_outputs(tmp_path, plugins):
     assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
 
 
-class Crash(Exception):
-    pass
-
-
-def run_until_checkpoint(recipe, plugins, monkeypatch, step):
-    """Run ``recipe`` and crash right after its step-``step`` checkpoint is written."""
-    prune = ckpt.prune
-
-    def crash_after(out, keep_last):
-        prune(out, keep_last)
-        if ckpt.step_dir(out, step).is_dir():
-            raise Crash
-
-    monkeypatch.setattr(ckpt, "prune", crash_after)
-    with pytest.raises(Crash):
-        run(recipe, plugins, progress=False)
-    monkeypatch.setattr(ckpt, "prune", prune)
-
-
 def test_checkpoints_resume_bitwise(tmp_path, plugins, monkeypatch):
     straight = load(tmp_path, plugins, "a.toml", output_dir=str(tmp_path / "a"), epochs=2, save_every=1)
     run(straight, plugins, progress=False)
@@ -74,7 +55,7 @@ def test_checkpoints_resume_bitwise(tmp_path, plugins, monkeypatch):
 
     # The same recipe, crashing right after the step-3 checkpoint is written (of 4 steps).
     again = load(tmp_path, plugins, "b.toml", output_dir=str(tmp_path / "b"), epochs=2, save_every=1)
-    run_until_checkpoint(again, plugins, monkeypatch, 3)
+    run_until_checkpoint(again, plugins, 3)
     assert [s for s, _ in ckpt.step_checkpoints(tmp_path / "b")] == [2, 3]  # keep_last = 2
     assert not (tmp_path / "b" / "checkpoint_final").exists()
     run(again, plugins, progress=False)  # rerunning the command resumes at step 3
@@ -236,7 +217,7 @@ def test_resume_with_another_batch_size_continues_at_the_same_sample(tmp_path, p
     from microvlm.train.state import RunState
 
     recipe = load(tmp_path, plugins, epochs=2, save_every=1)  # batch 4, 8 samples: 2 steps an epoch
-    run_until_checkpoint(recipe, plugins, monkeypatch, 3)
+    run_until_checkpoint(recipe, plugins, 3)
     meta = ckpt.load_meta(tmp_path / "out" / "checkpoint_step000003")
     assert (meta["epoch"], meta["micro_step"], meta["epoch_samples"], meta["world"]) == (1, 1, 4, 1)
 

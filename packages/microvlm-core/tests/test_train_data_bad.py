@@ -23,7 +23,7 @@ from microvlm.errors import MicroVLMError
 from microvlm.hookspecs import hookimpl
 from microvlm.recipe import load_recipe
 from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyDataset, ToyDatasetConfig, ToyPlugin, toy_training_recipe
+from microvlm.toys import ToyDataset, ToyDatasetConfig, ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import run
 from microvlm.train.data import (
     BadDataMonitor,
@@ -385,35 +385,19 @@ def test_the_limit_holds_at_the_end_of_training(
     assert not (tmp_path / "r" / "checkpoint_final").exists()
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_resumed_run_counts_the_bad_data_read_before_the_interruption(
     tmp_path: Path, broken_plugins: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The broken image is read in step 1 of 2; a run killed after the step-1 checkpoint and
     resumed stops with the same counts as the run that was never interrupted."""
-    from microvlm.train.state import RunState
 
     bad = (first_of_epoch(),)
     straight = broken_recipe(tmp_path, broken_plugins, bad, name="a", epochs=1, save_every=1)
     with pytest.raises(MicroVLMError) as uninterrupted:
         run(straight, broken_plugins, progress=False)
 
-    save = RunState.save
-
-    def save_then_crash(self: RunState, *args: Any, **kwargs: Any) -> Path:
-        path = save(self, *args, **kwargs)
-        if self.step == 1:
-            raise Crash
-        return path
-
     again = broken_recipe(tmp_path, broken_plugins, bad, name="b", epochs=1, save_every=1)
-    monkeypatch.setattr(RunState, "save", save_then_crash)
-    with pytest.raises(Crash):
-        run(again, broken_plugins, progress=False)
-    monkeypatch.setattr(RunState, "save", save)
+    run_until_checkpoint(again, broken_plugins, 1)
     with pytest.raises(MicroVLMError) as resumed:
         run(again, broken_plugins, progress=False)
     assert str(resumed.value) == str(uninterrupted.value)

@@ -9,7 +9,7 @@ from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
 from microvlm.recipe import load_recipe
 from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.toys import Crash, ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 from microvlm.train.state import RunState
@@ -27,26 +27,6 @@ def load(tmp_path, plugins, out="out", **settings):
     return load_recipe(path, plugins)
 
 
-class Crash(Exception):
-    pass
-
-
-def crash_after(monkeypatch, recipe, plugins, step):
-    """Run ``recipe`` and stop it right after its step-``step`` checkpoint is written."""
-    save = RunState.save
-
-    def save_then_crash(self, *args, **kwargs):
-        path = save(self, *args, **kwargs)
-        if self.step == step:
-            raise Crash
-        return path
-
-    monkeypatch.setattr(RunState, "save", save_then_crash)
-    with pytest.raises(Crash):
-        run(recipe, plugins, progress=False)
-    monkeypatch.setattr(RunState, "save", save)
-
-
 def rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -59,7 +39,7 @@ def test_a_changed_learning_rate_applies_on_resume_and_is_said(tmp_path, plugins
     reference = load(tmp_path, plugins, "ref", epochs=2, lr=1e-3)
     run(reference, plugins, progress=False)
 
-    crash_after(monkeypatch, load(tmp_path, plugins, epochs=2, save_every=1, lr=3e-3), plugins, 2)
+    run_until_checkpoint(load(tmp_path, plugins, epochs=2, save_every=1, lr=3e-3), plugins, 2)
     with caplog.at_level("WARNING"):
         run(load(tmp_path, plugins, epochs=2, save_every=1, lr=1e-3, seed=2), plugins, progress=False)
     lrs, expected = by_step(tmp_path / "out", "lr"), by_step(tmp_path / "ref", "lr")
@@ -75,7 +55,7 @@ def test_the_recipes_weight_decay_and_schedule_replace_the_checkpoints(tmp_path,
     from microvlm.train.schedule import make_optimizer, make_scheduler
 
     recipe = load(tmp_path, plugins, epochs=2, save_every=1)
-    crash_after(monkeypatch, recipe, plugins, 3)
+    run_until_checkpoint(recipe, plugins, 3)
     model = MicroVLM.from_config(recipe.model, plugins)
     model.set_trainable(recipe.run.train)
     optimizer = make_optimizer(model, 2e-3, 0.5)
@@ -89,7 +69,7 @@ def test_the_recipes_weight_decay_and_schedule_replace_the_checkpoints(tmp_path,
 
 
 def test_a_changed_trainable_set_cannot_resume(tmp_path, plugins, monkeypatch):
-    crash_after(monkeypatch, load(tmp_path, plugins, epochs=2, save_every=1), plugins, 1)
+    run_until_checkpoint(load(tmp_path, plugins, epochs=2, save_every=1), plugins, 1)
     changed = load(tmp_path, plugins, epochs=2, save_every=1, train=["bridge", "projection", "llm"])
     with pytest.raises(MicroVLMError, match=r"run\.train was \['bridge', 'projection'\] .* cannot resume"):
         run(changed, plugins, progress=False)
@@ -144,7 +124,7 @@ def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
 
     recipe = with_eval(tmp_path, plugins, "out", **settings)
     if kill == "after the last checkpoint":
-        crash_after(monkeypatch, recipe, plugins, 4)
+        run_until_checkpoint(recipe, plugins, 4)
     else:  # step 4's row is written, its checkpoint is not: the resumed run logs step 4 again
         log = JsonlLogger.log
 

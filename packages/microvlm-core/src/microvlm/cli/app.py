@@ -7,6 +7,7 @@ imports torch; commands import heavy modules inside their bodies.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -42,13 +43,22 @@ Seed scripts and their commands:
 
 
 class MicroVLMGroup(click.Group):
-    """Turns :class:`MicroVLMError` into one clear message and a non-zero exit, no traceback."""
+    """Turns :class:`MicroVLMError` (and a full disk anywhere) into one clear message and a
+    non-zero exit, no traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except MicroVLMError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f"writing {exc.filename}: " if exc.filename else ""
+            raise click.ClickException(
+                f"{where}the disk is full. Free some space and rerun the same command (training "
+                "resumes from its newest checkpoint, which is intact)."
+            ) from None
 
 
 def _version_option(plugins: Plugins):  # type: ignore[no-untyped-def]
