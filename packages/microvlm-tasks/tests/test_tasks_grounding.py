@@ -55,6 +55,36 @@ def test_parse_box_unparseable_is_none(text: str) -> None:
     assert parse_box(text) is None
 
 
+# Answers as chat-tuned VLMs write them (LLaVA, Shikra, Qwen-VL, MiniGPT-v2 styles) in the
+# 0..999 grid: the box is often not on the first line, or comes with words and other boxes.
+REAL_OUTPUTS = [
+    ("Sure!\n[100,200,300,400]", (100, 200, 300, 400)),  # the case
+    ("Sure! Here is the bounding box:\n\n[100, 200, 300, 400]", (100, 200, 300, 400)),
+    ("The red square is located at [100, 200, 300, 400].", (100, 200, 300, 400)),
+    ("[0.100, 0.200, 0.300, 0.400]", (99.9, 199.8, 299.7, 399.6)),  # Shikra / LLaVA fractions
+    ("<ref>the dog</ref><box>(100,200),(300,400)</box>", (100, 200, 300, 400)),  # Qwen-VL
+    ("<p>the dog</p>{<100><200><300><400>}", (100, 200, 300, 400)),  # MiniGPT-v2 style
+    ("There are 2 dogs.\n100, 200, 300, 400", (100, 200, 300, 400)),  # first line with four
+    ("x1: 100\ny1: 200\nx2: 300\ny2: 400", (100, 200, 300, 400)),  # one coordinate a line
+    ("[100,200,300,400]\nLocate: the cat. Box: [1,2,3,4]", (100, 200, 300, 400)),  # ran on
+    ("Two match: [100,200,300,400] and [500,600,700,800].", (100, 200, 300, 400)),  # the first
+    ("Step 1: look.\nStep 2: [100,200,300,400]", (100, 200, 300, 400)),  # brackets beat loose
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REAL_OUTPUTS)
+def test_parse_box_reads_the_first_box_anywhere(text: str, expected: tuple[float, ...]) -> None:
+    assert parse_box(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("text", "expected"), REAL_OUTPUTS)
+def test_grounding_task_reads_the_whole_generation(text: str, expected: tuple[float, ...]) -> None:
+    task = GroundingTask(GroundingConfig())
+    box = task.predicted_box(text, _sample(image=ImageRef(path="img.jpg", size=(999, 999))))
+    assert box is not None, text
+    assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx(expected)
+
+
 def test_round_trip_within_one_quantum() -> None:
     back = to_pixels(parse_box(format_box(BOX, SIZE)), SIZE)
     for got, want, extent in zip(
@@ -127,7 +157,7 @@ def test_grounding_score_and_rows() -> None:
     assert [r["parsed"] for r in rows] == [True, True, False]
     assert rows[2]["box"] is None and rows[2]["iou"] == 0.0
     assert rows[0]["iou"] == pytest.approx(1.0, abs=1e-2)
-    assert rows[1]["prediction"] == "box (0, 0, 499, 999)"  # up to the first line break
+    assert rows[1]["prediction"] == "box (0, 0, 499, 999)\nmore text"  # all of it, stripped
 
 
 def test_size_read_from_the_image_when_absent(tmp_path) -> None:

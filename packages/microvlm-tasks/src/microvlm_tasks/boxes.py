@@ -7,9 +7,15 @@ for y, clamped to 0..999. Reading back maps ``q`` to ``q / 999 * width`` pixels.
 
 :func:`parse_box` is lenient, because a small model's output is not always tidy:
 
+- the whole text is read, not only its first line (``"Sure!\n[100,200,300,400]"``);
 - spaces anywhere, brackets missing, parentheses instead of brackets, other words around
-  (``"box: (12, 30, 400, 500)"``); a bracketed group of exactly four numbers wins, else
-  the first four numbers anywhere (digits inside words such as ``x1=`` are not numbers);
+  (``"box: (12, 30, 400, 500)"``). Which four numbers: the first bracketed group of exactly
+  four numbers anywhere in the text; without one, the first four numbers of the first line
+  that has four (``"There are 2 dogs.\n100, 200, 300, 400"``); without such a line, the
+  first four numbers anywhere (one coordinate per line). Digits inside words such as
+  ``x1=`` are not numbers;
+- several boxes (``"[10,20,30,40] and [50,60,70,80]"``, or a generation that runs on into
+  a second answer): the first one is read, the rest ignored;
 - floats are rounded by the caller's arithmetic (kept as floats); four numbers all in
   [0, 1] with at least one decimal point are taken as fractions of the image and scaled
   by 999 (``[0.1,0.2,0.5,0.9]``);
@@ -52,15 +58,22 @@ def format_box(box: Box, size: tuple[int, int]) -> str:
     return "[" + ",".join(str(v) for v in q) + "]"
 
 
+def _loose_numbers(text: str) -> list[str] | None:
+    """Four numbers without brackets: the first line holding four, else the first four anywhere."""
+    for line in text.splitlines():
+        numbers = _NUMBER_RE.findall(line)
+        if len(numbers) >= 4:
+            return numbers[:4]
+    numbers = _NUMBER_RE.findall(text)
+    return numbers[:4] if len(numbers) >= 4 else None
+
+
 def parse_box(text: str) -> NormBox | None:
     """Read a box in normalised coordinates (0..999) from generated text; ``None`` if none."""
     group = _GROUP_RE.search(text)
-    if group is not None:
-        raw = list(group.groups())
-    else:
-        raw = _NUMBER_RE.findall(text)[:4]
-        if len(raw) < 4:
-            return None
+    raw = list(group.groups()) if group is not None else _loose_numbers(text)
+    if raw is None:
+        return None
     values = [float(v) for v in raw]
     if all(0.0 <= v <= 1.0 for v in values) and any("." in v for v in raw):
         values = [v * COORD_MAX for v in values]  # fractions of the image

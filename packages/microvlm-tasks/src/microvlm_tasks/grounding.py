@@ -14,7 +14,7 @@ from typing import Any
 
 from microvlm.data import Box, Example, Sample
 from microvlm.errors import MicroVLMError
-from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
+from microvlm_tasks.base import check_lengths, prompt_and_target
 from microvlm_tasks.boxes import format_box, image_size, parse_box, to_pixels
 from microvlm_tasks.config import GroundingConfig
 
@@ -59,7 +59,7 @@ class GroundingTask:
 
     def predicted_box(self, prediction: str, sample: Sample) -> Box | None:
         """The box a generation names, in pixels of the sample's image; ``None`` if unparseable."""
-        norm = parse_box(first_line(prediction))
+        norm = parse_box(prediction)  # the whole text: a box may follow a preamble line
         return None if norm is None else to_pixels(norm, image_size(sample.image))
 
     def score(self, predictions: Sequence[str], samples: Sequence[Sample]) -> dict[str, float | str]:
@@ -83,7 +83,7 @@ class GroundingTask:
                 {
                     "id": s.id,
                     "expression": s.expression,
-                    "prediction": first_line(p),
+                    "prediction": p.strip(),  # all of it: the box may be on any line
                     "references": self.references(s),
                     "box": None if box is None else [box.x1, box.y1, box.x2, box.y2],
                     "target_box": [target.x1, target.y1, target.x2, target.y2],
