@@ -170,11 +170,13 @@ KARPATHY_FLICKR = {
     "dataset": "flickr30k",
 }
 
+# As in hsankesara/flickr-image-dataset's results.csv: a space after each '|', and one row
+# written without its second '|' and with three spaces after the comment number.
 KAGGLE_CSV = """image_name| comment_number| comment
 1000092795.jpg| 0| Two young guys with shaggy hair look at their hands while hanging out in the yard .
 1000092795.jpg| 1| Two young , White males are outside near many bushes .
 10002456.jpg| 0| Several men in hard hats are operating a giant pulley system .
-2199200615.jpg| 4 A dog runs across the grass .
+2199200615.jpg| 4   A dog runs across the grass .
 """
 
 

@@ -220,8 +220,8 @@ class Flickr30k(CaptionBuilder):
             if not line.strip():
                 continue
             parts = [p.strip() for p in line.split("|", 2)]
-            if len(parts) == 2:  # a known broken row: "name.jpg| 4 A dog runs ..." (one '|' missing)
-                parts = [parts[0], *parts[1].split(" ", 1)]
+            if len(parts) == 2:  # the known broken row: "name.jpg| 4   A dog runs ..." (one '|' missing)
+                parts = [parts[0], *(v.strip() for v in parts[1].split(None, 1))]
             if len(parts) != 3 or not parts[0]:
                 raise MalformedDataError(
                     f"{self.file}: line {number}: expected 'image_name| comment_number| comment'"
