@@ -117,14 +117,16 @@ def test_vqa_score_hand_computed() -> None:
         _vqa_sample(id="c", answers=("yes",) * 10, answer_type="yes/no"),
     ]
     preds = [" Red.", "two\nQuestion: next", "no"]
-    # a: "red" from 2 of 10 humans -> 0.6 (see test_tasks_vqa_metric). b: "two" -> "2", all 10 -> 1. c: 0.
+    # a: "red" from 2 of 10 humans -> 0.6 (see test_tasks_vqa_metric). b: the ten humans agree, so
+    # (official 2021 rule) nothing is normalised and "two" != "2" -> 0. c: 0.
     scores = task.score(preds, samples)
-    assert scores["accuracy"] == pytest.approx((0.6 + 1.0 + 0.0) / 3)
+    assert scores["accuracy"] == pytest.approx((0.6 + 0.0 + 0.0) / 3)
     assert scores["accuracy_other"] == pytest.approx(0.6)
-    assert scores["accuracy_number"] == pytest.approx(1.0)
+    assert scores["accuracy_number"] == 0.0
     assert scores["accuracy_yes_no"] == 0.0
     rows = task.per_sample(preds, samples)
-    assert rows[1]["prediction"] == "two" and rows[1]["normalized"] == "2" and rows[1]["accuracy"] == 1.0
+    assert rows[1]["prediction"] == "two" and rows[1]["normalized"] == "two" and rows[1]["accuracy"] == 0.0
+    assert task.per_sample([" Two."], samples[:1])[0]["normalized"] == "2"  # humans disagree: processed
     assert rows[0]["references"] == list(samples[0].answers)
     with pytest.raises(ValueError, match="2 predictions for 3"):
         task.score(preds[:2], samples)

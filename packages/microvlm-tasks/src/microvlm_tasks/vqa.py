@@ -1,4 +1,4 @@
-"""``vqa``: a question in, a short answer out; the official VQAv2 accuracy at evaluation.
+"""``vqa``: a question in, a short answer out; the official VQA accuracy (2021 rule) at evaluation.
 
 Training target: the dataset's ``multiple_choice_answer`` when the builder kept it in
 ``sample.meta``, else the answer most annotators gave (ties: the one given first).
@@ -121,7 +121,7 @@ class VQATask:
         return result
 
     def per_sample(self, predictions: Sequence[str], samples: Sequence[Sample]) -> list[dict[str, Any]]:
-        from microvlm_tasks.metrics.vqa import normalize_answer, vqa_accuracy
+        from microvlm_tasks.metrics.vqa import compared_answers, vqa_accuracy
 
         check_lengths(self.name, predictions, samples)
         rows = []
@@ -132,7 +132,7 @@ class VQATask:
                     "id": s.id,
                     "question": s.question,
                     "prediction": answer,
-                    "normalized": normalize_answer(answer),
+                    "normalized": compared_answers(answer, self.references(s))[0],
                     "references": self.references(s),
                     "answer_type": s.answer_type,
                     "accuracy": vqa_accuracy(answer, self.references(s)),
@@ -162,12 +162,12 @@ def _by_question_type(
     The type is the dataset's ``question_type`` (VQAv2's first words, e.g. "how many"),
     else the answer type.
     """
-    from microvlm_tasks.metrics.vqa import normalize_answer, vqa_accuracy
+    from microvlm_tasks.metrics.vqa import vqa_accuracy
 
     types = [str((s.meta or {}).get("question_type") or s.answer_type or "all") for s in samples]
     majority = {
         kind: Counter(
-            normalize_answer(majority_answer(s)) for s, k in zip(samples, types, strict=True) if k == kind
+            majority_answer(s) for s, k in zip(samples, types, strict=True) if k == kind
         ).most_common(1)[0][0]
         for kind in set(types)
     }

@@ -1,9 +1,10 @@
-"""Metrics of the tasks: VQA accuracy (official VQAv2 rules), caption metrics (pycocoevalcap),
+"""Metrics of the tasks: VQA accuracy (official VQA rules, 2021), caption metrics (pycocoevalcap),
 grounding IoU. Pure Python; pycocoevalcap is imported only when caption metrics run."""
 
 from microvlm_tasks.metrics.caption import SpiceUnavailableError, caption_scores, find_java, simple_tokenize
 from microvlm_tasks.metrics.grounding import box_iou, grounding_scores
 from microvlm_tasks.metrics.vqa import (
+    compared_answers,
     normalize_answer,
     process_digit_article,
     process_punctuation,
@@ -15,6 +16,7 @@ __all__ = [
     "SpiceUnavailableError",
     "box_iou",
     "caption_scores",
+    "compared_answers",
     "find_java",
     "grounding_scores",
     "normalize_answer",

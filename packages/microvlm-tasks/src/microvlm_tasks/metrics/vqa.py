@@ -1,22 +1,32 @@
-"""VQA accuracy exactly as the official VQAv2 evaluation computes it.
+"""VQA accuracy as the official VQA evaluation computes it today (the evaluation server's rule).
 
-Reference: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of GT-Vision-Lab/VQA
-(https://github.com/GT-Vision-Lab/VQA), ``VQAEval.evaluate``, ``processPunctuation`` and
-``processDigitArticle``. The tables and the quirks are kept on purpose, so that numbers are
-comparable with published ones:
+Reference: GT-Vision-Lab/VQA (https://github.com/GT-Vision-Lab/VQA),
+``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` at commit
+``a013f0043c1e2cdc995922dfe257f7149aa9af06`` ("Fixed processing answers bug", 2021-03-11):
+``VQAEval.evaluate``, ``processPunctuation`` and ``processDigitArticle``. The tables and the
+quirks are kept on purpose, so that numbers are comparable with published ones. Per question:
 
-- the prediction gets the full processing (newlines/tabs to spaces, strip, punctuation,
-  lower case, number words -> digits, articles dropped, contractions restored);
-- the human answers get *only* the punctuation step, and only when the annotators disagree
-  (``len(set(answers)) > 1``); the released annotations are already normalised;
-- the period-strip pattern ``(?!<=\\d)(\\.)(?!\\d)`` is a negative *lookahead* for ``<=\\d``
-  (a typo of a lookbehind), so it removes every period not followed by a digit, and the
-  original passes ``re.UNICODE`` (32) as the ``count`` argument: at most 32 periods go;
-- accuracy for one question is the mean, over the ten leave-one-out subsets of the ten
-  human answers, of ``min(#matches among the other nine / 3, 1)``.
+1. every human answer and the prediction: newlines and tabs -> spaces, then ``strip()``;
+2. if the (stripped) human answers are all the same string, nothing else is done to either
+   side: the comparison is exact (case, number words, articles, punctuation and inner
+   spaces all count), so ``"two"`` against ten ``"two"`` scores 1 and ``"Two"`` scores 0;
+3. otherwise both the human answers and the prediction go through ``processPunctuation``
+   then ``processDigitArticle`` (lower case, number words -> digits, articles dropped,
+   contractions restored, whitespace collapsed);
+4. accuracy is the mean, over the ten leave-one-out subsets of the ten human answers, of
+   ``min(#answers in the other nine equal to the prediction / 3, 1)``.
+
+The 2016 script (and LAVIS's port) processed the prediction always and the human answers
+only with ``processPunctuation`` and only when they disagree; the 2021 fix changes scores
+when annotators are unanimous or differ only in case, number words or articles.
+
+Quirks of ``processPunctuation`` kept: the period-strip pattern ``(?!<=\\d)(\\.)(?!\\d)`` is a
+negative *lookahead* for ``<=\\d`` (a typo of a lookbehind), so it removes every period not
+followed by a digit, and the original passes ``re.UNICODE`` (32) as the ``count`` argument:
+at most 32 periods go.
 
 One extension: a question with a single reference answer (GQA, OCR-VQA) scores exact match
-of the fully normalised prediction and answer, since the leave-one-out formula would give 0.
+of the fully processed prediction and answer, since the leave-one-out formula would give 0.
 """
 
 from __future__ import annotations
@@ -93,27 +103,41 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+def clean_whitespace(text: str) -> str:
+    """Step 1 of the official rule: newlines and tabs to spaces, then strip."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
 def normalize_answer(text: str) -> str:
-    """The official processing of a predicted answer."""
-    text = text.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(text))
+    """The full official processing (whitespace, punctuation, digits/articles/contractions).
+
+    Applied to both sides only when the human answers disagree; see :func:`compared_answers`.
+    """
+    return process_digit_article(process_punctuation(clean_whitespace(text)))
+
+
+def compared_answers(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    """The prediction and the human answers as the official rule compares them (steps 1-3)."""
+    predicted = clean_whitespace(prediction)
+    humans = [clean_whitespace(a) for a in answers]
+    if len(set(humans)) > 1:
+        predicted = normalize_answer(predicted)
+        humans = [normalize_answer(a) for a in humans]
+    return predicted, humans
 
 
 def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     """Accuracy of one prediction against the human answers of one question, in [0, 1].
 
     With ten answers: for each of the ten subsets that leave one answer out, count the
-    other nine that equal the processed prediction, score ``min(count / 3, 1)``, and
-    average the ten scores.
+    other nine that equal the prediction (both processed as in :func:`compared_answers`),
+    score ``min(count / 3, 1)``, and average the ten scores.
     """
     if not answers:
         raise ValueError("vqa_accuracy needs at least one reference answer")
-    predicted = normalize_answer(prediction)
     if len(answers) == 1:  # extension for single-answer datasets (module docstring)
-        return float(predicted == normalize_answer(answers[0]))
-    humans = list(answers)
-    if len(set(humans)) > 1:
-        humans = [process_punctuation(a) for a in humans]
+        return float(normalize_answer(prediction) == normalize_answer(answers[0]))
+    predicted, humans = compared_answers(prediction, answers)
     scores = []
     for left_out in range(len(humans)):
         matches = sum(1 for j, a in enumerate(humans) if j != left_out and a == predicted)
