@@ -45,3 +45,17 @@ def test_pipeline_runs_the_four_stages_in_order():
 
     stages = load_table(Path(__file__).parent.parent / "recipes" / "pipeline.toml").data["stages"]
     assert [s["recipe"] for s in stages] == [f"{n}.toml" for n in SEED_TABLE]
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3, 4])
+def test_short_stage_names_check_the_shipped_recipes(stage, plugins, monkeypatch):
+    """``microvlm recipe check recipes/stage4.toml``, as the design card writes it (issue 14)."""
+    from click.testing import CliRunner
+
+    from microvlm.cli import build_cli
+
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    (meant,) = [name for name in SEED_TABLE if name.startswith(f"stage{stage}_")]
+    result = CliRunner().invoke(build_cli(plugins), ["recipe", "check", f"recipes/stage{stage}.toml"])
+    assert result.exit_code == 0, result.output
+    assert f"using recipes/{meant}.toml" in result.output and f"ok   recipes/{meant}.toml" in result.output

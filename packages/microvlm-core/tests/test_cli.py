@@ -116,6 +116,60 @@ def test_yaml_config_points_to_toml_recipe(cli, tmp_path, monkeypatch):
     assert "Try: microvlm run recipes/stage1_alignment.toml" in result.output
 
 
+# -- short recipe names (issue 14, item 7) ---------------------------------------------
+
+
+@pytest.fixture
+def stage_dir(tmp_path, monkeypatch):
+    """A working directory whose recipes/ holds the shipped names, each a toy recipe."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    for name in ("stage1_alignment", "stage4_multitask", "qlora_training"):
+        (tmp_path / "recipes" / f"{name}.toml").write_text(TOY_RECIPE)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("recipes/stage4.toml", "recipes/stage4_multitask.toml"),  # the design card's example
+        ("recipes/stage1.toml", "recipes/stage1_alignment.toml"),
+        ("recipes/stage4", "recipes/stage4_multitask.toml"),
+        ("recipes/qlora.toml", "recipes/qlora_training.toml"),
+    ],
+)
+def test_short_recipe_names_resolve_for_run_and_check(cli, stage_dir, typed, meant):
+    note = f"note: {typed} does not exist; using {meant}"
+    run = invoke(cli, "run", typed, "--dry-run")
+    assert run.exit_code == 0, run.output
+    assert note in run.output and "lr = 0.001" in run.output
+    check = invoke(cli, "recipe", "check", typed)
+    assert check.exit_code == 0, check.output
+    assert note in check.output and f"ok   {meant}" in check.output
+
+
+def test_an_existing_recipe_is_never_renamed(cli, stage_dir):
+    (stage_dir / "recipes" / "stage4.toml").write_text(TOY_RECIPE.replace("lr = 1e-3", "lr = 5e-3"))
+    result = invoke(cli, "run", "recipes/stage4.toml", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.output and "lr = 0.005" in result.output
+
+
+def test_an_ambiguous_short_name_lists_the_candidates(cli, stage_dir):
+    (stage_dir / "recipes" / "stage4_other.toml").write_text(TOY_RECIPE)
+    result = invoke(cli, "recipe", "check", "recipes/stage4.toml")
+    assert result.exit_code == 1
+    assert (
+        "recipes/stage4.toml: file not found; it could mean recipes/stage4_multitask.toml "
+        "or recipes/stage4_other.toml" in result.output
+    )
+
+
+def test_an_unknown_short_name_is_still_not_found(cli, stage_dir):
+    result = invoke(cli, "run", "recipes/stage9.toml")
+    assert result.exit_code == 1 and "recipes/stage9.toml: file not found" in result.output
+
+
 def test_expand_multi_value():
     assert expand_multi_value(["run", "x.toml", "--options", "a=1", "b=2", "--dry-run"]) == [
         "run",

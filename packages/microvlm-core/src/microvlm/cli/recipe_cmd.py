@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import importlib
 import os
 import subprocess
@@ -62,9 +63,46 @@ def collect_overrides(
     return out
 
 
+def short_name_matches(path: str) -> list[Path]:
+    """The recipes a path that does not exist may abbreviate, best first; ``[]`` if none.
+
+    ``recipes/stage4`` is ``recipes/stage4.toml`` when that exists; otherwise
+    ``recipes/stage4.toml`` (or ``recipes/stage4``) stands for the ``recipes/stage4_*.toml``
+    beside it (``stage4_multitask.toml``). A path that exists is never reinterpreted.
+    """
+    given = Path(path)
+    if given.exists() or given.suffix not in ("", ".toml"):
+        return []
+    stem = given.stem if given.suffix else given.name
+    if not stem:
+        return []
+    exact = given.with_name(f"{stem}.toml")
+    if exact.is_file():
+        return [exact]
+    pattern = glob.escape(str(given.with_name(stem))) + "_*.toml"
+    return [Path(p) for p in sorted(glob.glob(pattern)) if Path(p).is_file()]
+
+
+def resolve_recipe_path(path: str) -> str:
+    """``path``, or the one recipe its short name stands for (with a note on stderr).
+
+    :raises RecipeError: the short name fits several recipes (each is named).
+    """
+    matches = short_name_matches(path)
+    if not matches:
+        return path
+    if len(matches) > 1:
+        names = " or ".join(str(m) for m in matches)
+        raise RecipeError(f"{path}: file not found; it could mean {names}")
+    click.echo(f"note: {path} does not exist; using {matches[0]}", err=True)
+    return str(matches[0])
+
+
 def _load(path: str, plugins: Plugins, overrides: list[str]) -> Recipe | Pipeline:
     if Path(path).suffix in YAML_SUFFIXES:
         candidate = Path("recipes") / f"{Path(path).stem}.toml"
+        if not candidate.is_file() and len(shorts := short_name_matches(str(candidate))) == 1:
+            candidate = shorts[0]  # train_configs/stage4.yaml -> recipes/stage4_multitask.toml
         hint = (
             f" Try: microvlm run {candidate}"
             if candidate.is_file()
@@ -99,8 +137,10 @@ def check_command(plugins: Plugins, recipes: tuple[str, ...], overrides: tuple[s
     """Validate RECIPES without running them; exits non-zero if any is invalid."""
     failed = 0
     extra = collect_overrides(overrides)
-    for path in recipes:
+    for typed in recipes:
+        path = typed
         try:
+            path = resolve_recipe_path(typed)
             recipe = _load(path, plugins, extra)
         except RecipeError as exc:
             failed += 1
@@ -166,6 +206,7 @@ def _make_run_command(name: str, help: str, hidden: bool = False) -> click.Comma
         if path is None:
             raise click.UsageError("name a recipe, e.g. microvlm run recipes/stage1_alignment.toml")
         extra = collect_overrides(overrides, vision_encoder, use_lora, use_qlora, lora_r)
+        path = resolve_recipe_path(path)
         loaded = _load(path, plugins, extra)
         launching = nproc is not None and nproc > 1 and not dry_run
         if not launching and os.environ.get("RANK", "0") == "0":  # once: rank 0 of the workers
