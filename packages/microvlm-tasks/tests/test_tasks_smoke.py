@@ -10,7 +10,7 @@ import microvlm
 import microvlm_tasks
 import microvlm_tasks.metrics
 
-TASKS = {"pretrain", "captioning", "vqa", "grounding", "instruct"}
+TASKS = {"pretrain", "captioning", "vqa", "aokvqa_da", "aokvqa_mc", "grounding", "instruct"}
 
 
 def test_version_matches_installed_distribution() -> None:

@@ -165,6 +165,8 @@ SAMPLE_FOR = {
     "pretrain": _caption_sample(),
     "captioning": _caption_sample(),
     "vqa": _vqa_sample(),
+    "aokvqa_da": _vqa_sample(choices=("red", "blue"), meta={"correct_choice_idx": 1}),
+    "aokvqa_mc": _vqa_sample(choices=("red", "blue"), meta={"correct_choice_idx": 1}),
     "grounding": Sample(id="g1", image=IMAGE, expression="the square", box=Box(8, 8, 40, 40)),
     "instruct": Sample(
         id="i1",

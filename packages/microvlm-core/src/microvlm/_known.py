@@ -38,7 +38,7 @@ _BY_PACKAGE: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
     "microvlm-tasks": {
-        "task": ("pretrain", "captioning", "vqa", "grounding", "instruct"),
+        "task": ("pretrain", "captioning", "vqa", "aokvqa_da", "aokvqa_mc", "grounding", "instruct"),
     },
     "microvlm-quant": {
         "quantizer": ("nf4", "int8", "bitnet158"),

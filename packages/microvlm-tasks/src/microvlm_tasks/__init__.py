@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import importlib.metadata as _md
 
+from microvlm_tasks.aokvqa import AOKVQAChoiceTask, AOKVQADirectTask, build_aokvqa_da, build_aokvqa_mc
 from microvlm_tasks.base import Task
 from microvlm_tasks.boxes import COORD_MAX, format_box, parse_box, to_pixels
 from microvlm_tasks.captioning import CaptionTask, build_captioning, build_pretrain
-from microvlm_tasks.config import CaptioningConfig, GroundingConfig, InstructConfig, PretrainConfig, VQAConfig
+from microvlm_tasks.config import (
+    AOKVQAChoiceConfig,
+    AOKVQADirectConfig,
+    CaptioningConfig,
+    GroundingConfig,
+    InstructConfig,
+    PretrainConfig,
+    VQAConfig,
+)
 from microvlm_tasks.grounding import GroundingTask, build_grounding
 from microvlm_tasks.instruct import InstructTask, build_instruct
 from microvlm_tasks.vqa import VQATask, build_vqa
@@ -23,6 +32,10 @@ except _md.PackageNotFoundError:  # pragma: no cover - running from a source tre
 
 __all__ = [
     "COORD_MAX",
+    "AOKVQAChoiceConfig",
+    "AOKVQAChoiceTask",
+    "AOKVQADirectConfig",
+    "AOKVQADirectTask",
     "CaptionTask",
     "CaptioningConfig",
     "GroundingConfig",
@@ -34,6 +47,8 @@ __all__ = [
     "VQAConfig",
     "VQATask",
     "__version__",
+    "build_aokvqa_da",
+    "build_aokvqa_mc",
     "build_captioning",
     "build_grounding",
     "build_instruct",

@@ -58,6 +58,7 @@ def _unit_interval(_: Any, attribute: attrs.Attribute, value: float) -> None:
 _TEXT = _template(required=False)  # a template without placeholders
 _QUESTION = _template("question")
 _EXPRESSION = _template("expression")
+_CHOICES = _template("question", "choices")
 
 
 @attrs.frozen
@@ -99,6 +100,27 @@ class VQAConfig:
     # VQAv2/GQA; the image is encoded once for all of them and its tokens are not repeated.
     # 1 = one question per sequence. Keep N x (question + answer tokens) within run.max_text_tokens.
     questions_per_sequence: int = attrs.field(default=1, validator=_positive)
+
+
+@attrs.frozen
+class AOKVQADirectConfig:
+    """``task = "aokvqa_da"``: A-OKVQA direct answer; the official DA accuracy (allenai/aokvqa)."""
+
+    prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)  # training prompt
+    eval_prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)  # at eval
+    separator: str = " "  # starts the target, between the prompt and the answer
+    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+
+
+@attrs.frozen
+class AOKVQAChoiceConfig:
+    """``task = "aokvqa_mc"``: A-OKVQA multiple choice; the choices in the prompt, one as the answer."""
+
+    # training and evaluation prompt; {choices} is the choices joined with choice_separator
+    prompt: str = attrs.field(default="Question: {question} Choices: {choices}. Answer:", validator=_CHOICES)
+    choice_separator: str = ", "  # between the choices in {choices}
+    separator: str = " "  # starts the target, between the prompt and the chosen answer
+    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
 
 
 @attrs.frozen
