@@ -49,6 +49,12 @@ class Package(str, Enum):  # StrEnum needs Python 3.11; this works on 3.10 as we
     def path(self) -> str:
         return f"packages/{self.value}"
 
+    @property
+    def with_extras(self) -> str:
+        """The path with the optional extras the cross-package sessions install (their tests
+        skip in the package's own session without them): pyarrow for RefCOCO's parquet files."""
+        return f"{self.path}[parquet]" if self is Package.DATASETS else self.path
+
 
 def _python_of(env: Path) -> Path:
     return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
@@ -103,14 +109,14 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Cross-package tests (tests/): every package plus the third-party fixture plugins."""
-    install(session, *(p.path for p in Package), *FIXTURE_PLUGINS)
+    install(session, *(p.with_extras for p in Package), *FIXTURE_PLUGINS)
     pytest(session, "tests")
 
 
 @nox.session(name="all")
 def all_tests(session: nox.Session) -> None:
     """The whole suite in one environment."""
-    install(session, *(p.path for p in Package), *FIXTURE_PLUGINS)
+    install(session, *(p.with_extras for p in Package), *FIXTURE_PLUGINS)
     pytest(session)
 
 

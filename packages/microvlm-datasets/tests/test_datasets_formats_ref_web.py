@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,19 @@ IMAGE_INFO = {
     "flickr_url": "",
     "id": 581857,
 }
+# One row of jxu124/refcoco as the hub holds it (the columns of its dataset card,
+# https://huggingface.co/datasets/jxu124/refcoco/blob/main/README.md): ref 0 of RefCOCO (unc),
+# person 1719310 of COCO image 581857. ``raw_anns`` is the COCO annotation, whose ``bbox`` is
+# [x, y, w, h]; the top-level ``bbox`` is the same box as [x1, y1, x2, y2].
+RAW_ANN = {
+    "segmentation": [[103.93, 299.99, 238.15, 299.99, 238.15, 477.41]],
+    "area": 15225.4,
+    "iscrowd": 0,
+    "image_id": 581857,
+    "bbox": [103.93, 299.99, 134.22, 177.42],
+    "category_id": 1,
+    "id": 1719310,
+}
 REF_ROW = {
     "sent_ids": [0, 1],
     "file_name": "COCO_train2014_000000581857_16.jpg",
@@ -49,21 +63,11 @@ REF_ROW = {
     "split": "train",
     "sentences": SENTENCES,
     "category_id": 1,
-    "raw_anns": json.dumps(
-        {
-            "segmentation": [[103.93, 299.99, 238.15, 299.99, 238.15, 477.41]],
-            "area": 15225.4,
-            "iscrowd": 0,
-            "image_id": 581857,
-            "bbox": [103.93, 299.99, 134.22, 177.42],
-            "category_id": 1,
-            "id": 1719310,
-        }
-    ),
+    "raw_anns": json.dumps(RAW_ANN),
     "raw_image_info": json.dumps(IMAGE_INFO),
     "raw_sentences": json.dumps(SENTENCES),
     "image_path": "coco/train2014/COCO_train2014_000000581857.jpg",
-    "bbox": [103.93, 299.99, 134.22, 177.42],
+    "bbox": [103.93, 299.99, 238.15, 477.41],
     "captions": ["the lady with the blue shirt", "lady w back to us"],
     "global_image_id": "coco.581857",
 }
@@ -95,6 +99,38 @@ def test_refcoco_family_reads_hub_rows(tmp_path: Path, coco: Path, build: Build,
     assert first.meta["ann_id"] == 1719310 and first.meta["category_id"] == 1
 
 
+def test_refcoco_bbox_is_the_corners_of_the_coco_box_in_raw_anns(
+    tmp_path: Path, coco: Path, build: Build
+) -> None:
+    """jxu124's ``bbox`` is [x1, y1, x2, y2]: the sample's box is raw_anns' [x, y, w, h] box,
+    and a file that holds [x, y, w, h] in ``bbox`` is refused, naming the row and both boxes."""
+    x, y, w, h = json.loads(REF_ROW["raw_anns"])["bbox"]
+    assert REF_ROW["bbox"] == pytest.approx([x, y, x + w, y + h])  # the fixture is shaped like the hub's
+    (sample, _) = list(build("refcoco", root=_write(tmp_path, [REF_ROW]), split="train", image_root=coco))
+    box = sample.box
+    assert (box.x1, box.y1, box.x2 - box.x1, box.y2 - box.y1) == pytest.approx((x, y, w, h))
+
+    near_right_edge = {  # a box read as [x, y, w, h] would end at x = 1108 in a 427-wide image
+        **REF_ROW,
+        "raw_anns": json.dumps({**RAW_ANN, "bbox": [300.0, 10.0, 120.0, 50.0]}),
+        "bbox": [300.0, 10.0, 420.0, 60.0],
+    }
+    (sample, _) = list(
+        build("refcoco", root=_write(tmp_path, [near_right_edge]), split="train", image_root=coco)
+    )
+    assert (sample.box.x1, sample.box.y1, sample.box.x2, sample.box.y2) == (300.0, 10.0, 420.0, 60.0)
+
+    xywh = {**REF_ROW, "bbox": RAW_ANN["bbox"]}  # what our shapes writer used to write
+    with pytest.raises(MicroVLMError, match=r"train.jsonl: row 2.bbox: .*raw_anns.bbox") as caught:
+        len(build("refcoco", root=_write(tmp_path, [REF_ROW, xywh]), split="train", image_root=coco))
+    assert "[x1, y1, x2, y2]" in str(caught.value)
+
+
+def _write(tmp_path: Path, rows: list[dict]) -> Path:
+    _jsonl(tmp_path / "refcoco" / "train.jsonl", rows)
+    return tmp_path / "refcoco"
+
+
 def test_refcoco_older_hub_revision_with_json_strings(tmp_path: Path, coco: Path, build: Build) -> None:
     """An older revision stored sentences as a JSON string and had no raw_image_info."""
     row = {k: v for k, v in REF_ROW.items() if k not in ("raw_image_info", "sentences")}
@@ -111,17 +147,22 @@ def test_refcoco_bad_box_names_the_row(tmp_path: Path, coco: Path, build: Build)
         len(build("refcoco", root=tmp_path, split="testA", image_root=coco))
 
 
-def test_refcoco_parquet_without_pyarrow_says_what_to_do(tmp_path: Path, coco: Path, build: Build) -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pyarrow is installed: the parquet file would be read")
+@pytest.mark.parametrize(
+    "name", ["train-00000-of-00001-94431d5f4bd5b93f.parquet", "val-00000-of-00004.parquet"]
+)
+def test_refcoco_parquet_without_pyarrow_says_what_to_do(
+    tmp_path: Path, coco: Path, build: Build, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """jxu124's and lmms-lab's files, with pyarrow missing (a None in sys.modules fails the import)."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "train-00000-of-00001-94431d5f4bd5b93f.parquet").write_bytes(b"PAR1")
-    with pytest.raises(MicroVLMError, match="pyarrow"):
-        build("refcoco", root=tmp_path, split="train", image_root=coco)
+    (tmp_path / "data" / name).write_bytes(b"PAR1")
+    split = name.split("-", maxsplit=1)[0]
+    with pytest.raises(
+        MicroVLMError, match=rf"{name} is a parquet file.*pip install \"microvlm-datasets\[parquet\]\""
+    ):
+        build("refcoco", root=tmp_path, split=split, image_root=coco)
 
 
 LLAVA = [

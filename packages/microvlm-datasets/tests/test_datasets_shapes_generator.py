@@ -88,9 +88,10 @@ def test_count_answers_match_the_number_of_boxes(shapes_dir: Path) -> None:
         if q["question"] == "How many shapes are there?":
             assert answers[q["question_id"]]["multiple_choice_answer"] == str(shapes_per_image[q["image_id"]])
             checked += 1
-    for r in rows:
-        x, y, w, h = r["bbox"]
+    for r in rows:  # as in jxu124/refcoco: bbox [x1, y1, x2, y2], the COCO box in raw_anns [x, y, w, h]
+        x, y, w, h = json.loads(r["raw_anns"])["bbox"]
         assert x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64 and w > 0 and h > 0
+        assert r["bbox"] == pytest.approx([x, y, x + w, y + h], abs=0.006)
         assert json.loads(r["raw_image_info"])["id"] == r["image_id"]
     assert checked > 0
 

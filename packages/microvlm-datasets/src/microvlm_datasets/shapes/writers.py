@@ -207,13 +207,17 @@ class SplitWriter:
             )
 
     def _add_refs(self, image_id: int, scene: Scene, image: dict[str, Any], rng: np.random.Generator) -> None:
+        """One jxu124/refcoco row per shape: ``bbox`` [x1, y1, x2, y2], ``raw_anns`` the COCO
+        annotation with its [x, y, w, h] box (see :mod:`microvlm_datasets.builders.refcoco`)."""
         for k, shape in enumerate(scene.shapes):
             ref_id = ann_id = image_id * 10 + k
             sentences = [
                 {"raw": e, "sent": e, "sent_id": ref_id * 10 + j, "tokens": e.split()}
                 for j, e in enumerate(text.expressions(scene, shape, rng))
             ]
-            bbox = [_round(v) for v in shape.box]
+            bbox = [_round(v) for v in shape.box]  # COCO [x, y, w, h]
+            x, y, w, h = bbox
+            corners = [x, y, _round(x + w), _round(y + h)]  # jxu124's top-level bbox: [x1, y1, x2, y2]
             category_id = KINDS.index(shape.kind) + 1
             segmentation = _segmentation(shape)
             ann = {
@@ -239,7 +243,7 @@ class SplitWriter:
                     "raw_image_info": json.dumps(image),
                     "raw_sentences": json.dumps(sentences),
                     "image_path": f"coco/{self.split}2017/{image['file_name']}",
-                    "bbox": bbox,
+                    "bbox": corners,
                     "captions": [s["sent"] for s in sentences],
                     "global_image_id": f"coco.{image_id}",
                 }
