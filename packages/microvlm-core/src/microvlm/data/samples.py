@@ -165,7 +165,7 @@ class Box:
 
     @classmethod
     def from_xywh(cls, x: float, y: float, w: float, h: float) -> Box:
-        """COCO / RefCOCO ``bbox = [x, y, width, height]``."""
+        """COCO's ``bbox = [x, y, width, height]`` (lmms-lab RefCOCO too; jxu124/refcoco's is corners)."""
         return cls(x, y, x + w, y + h)
 
     @property
