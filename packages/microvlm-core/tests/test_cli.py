@@ -209,6 +209,42 @@ def test_help_and_plugins_do_not_import_torch():
     assert out.stdout.strip() == "", f"imported at CLI start: {out.stdout}"
 
 
+# -- a fast start (issue 14, item 8): what --help imports is what makes it slow ----------
+
+HEAVY = ("torch", "transformers", "PIL", "numpy", "timm", "peft", "safetensors", "matplotlib")
+RECIPE_MACHINERY = ("cattrs", "microvlm.recipe", "microvlm.config", "microvlm.structure")
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running ``code``."""
+    report = "\nimport sys; print(','.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True, check=True)
+    return set(out.stdout.strip().splitlines()[-1].split(","))
+
+
+def test_the_console_script_help_imports_nothing_heavy():
+    # what the installed `microvlm` script runs, plugins from the entry points included
+    code = textwrap.dedent("""
+        import sys
+        from microvlm.cli import main
+        sys.argv = ["microvlm", "--help"]
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None), exc.code
+    """)
+    loaded = _modules_after(code)
+    assert "microvlm_tasks" in loaded and "microvlm_datasets" in loaded  # the plugins did load
+    assert sorted(loaded & {*HEAVY, *RECIPE_MACHINERY}) == []
+
+
+def test_import_microvlm_is_only_errors_and_hookimpl():
+    loaded = _modules_after("import microvlm")
+    assert sorted(loaded & {*HEAVY, *RECIPE_MACHINERY, "importlib.metadata", "microvlm.plugins"}) == []
+    names = _modules_after("import microvlm; microvlm.load_recipe; microvlm.__version__")
+    assert {"microvlm.recipe", "importlib.metadata"} <= names and not names & set(HEAVY)
+
+
 # -- plugin commands and plugin text (issue 13, items 5, 6 and 14) -----------------------
 
 

@@ -1,12 +1,16 @@
 """MicroVLM-E: a compact vision-language model and the plugin framework around it.
 
-The public API is re-exported here. Heavy objects (the model, processors) are imported
-lazily on first access so that ``import microvlm`` stays fast and torch-free.
+The public API is re-exported here, lazily (PEP 562): ``import microvlm`` loads only the
+errors and ``hookimpl``, which every plugin module needs, so that ``microvlm --help`` and
+plugin discovery stay fast and torch-free. Each other name is imported on first access:
+the recipe reader (cattrs), the plugin manager, the version (``importlib.metadata``), and
+the heavy objects (the model and processors, torch).
 """
 
 from __future__ import annotations
 
-import importlib.metadata as _md
+import importlib
+from typing import TYPE_CHECKING
 
 from microvlm.errors import (
     DuplicateComponentError,
@@ -16,29 +20,50 @@ from microvlm.errors import (
     UnknownComponentError,
 )
 from microvlm.hookspecs import hookimpl
-from microvlm.plugins import Component, Plugins, load_plugins, make_plugin_manager
-from microvlm.recipe import load_recipe
 
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from microvlm.models.vlm import MicroVLM
+    from microvlm.plugins import Component, Plugins, load_plugins, make_plugin_manager
+    from microvlm.processors import ImageEvalProcessor, ImageTrainProcessor
+    from microvlm.recipe import load_recipe
+
+#: public name -> the module that defines it, imported on first access
 _LAZY = {
+    "Component": "microvlm.plugins",
+    "Plugins": "microvlm.plugins",
+    "load_plugins": "microvlm.plugins",
+    "make_plugin_manager": "microvlm.plugins",
+    "load_recipe": "microvlm.recipe",
     "MicroVLM": "microvlm.models.vlm",
     "ImageEvalProcessor": "microvlm.processors",
     "ImageTrainProcessor": "microvlm.processors",
 }
 
 
+def _version() -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version("microvlm-core")
+    except md.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
 def __getattr__(name: str) -> object:
     """``from microvlm import MicroVLM`` imports torch only when it is asked for."""
-    if name in _LAZY:
-        import importlib
+    if name == "__version__":
+        value: object = _version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'microvlm' has no attribute {name!r}")
+    globals()[name] = value  # looked up once
+    return value
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'microvlm' has no attribute {name!r}")
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
-try:
-    __version__ = _md.version("microvlm-core")
-except _md.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "Component",

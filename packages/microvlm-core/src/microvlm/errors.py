@@ -21,6 +21,19 @@ class RecipeError(MicroVLMError):
         super().__init__("\n".join(self.problems))
 
 
+class FieldValueError(ValueError):
+    """Raised by config validators: a value of the right type that breaks a rule.
+
+    Carries the field name so the message lands on ``section.field`` in the recipe. It lives
+    here, not in :mod:`microvlm.structure`, so config modules can raise it without importing
+    cattrs (plugin discovery and ``microvlm --help`` stay fast).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class PluginError(MicroVLMError):
     """A problem with the set of installed plugins or a lookup in it."""
 

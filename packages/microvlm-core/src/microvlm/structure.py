@@ -24,7 +24,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from microvlm.errors import did_you_mean
+from microvlm.errors import FieldValueError, did_you_mean  # FieldValueError: re-exported here
 
 T = TypeVar("T")
 
@@ -50,17 +50,6 @@ class ConfigTypeError(TypeError):
 
     def __init__(self, expected: str, value: Any) -> None:
         super().__init__(f"expected {expected}, got {describe_value(value)}")
-
-
-class FieldValueError(ValueError):
-    """Raised by config validators: a value of the right type that breaks a rule.
-
-    Carries the field name so the message lands on ``section.field`` in the recipe.
-    """
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message)
 
 
 def describe_value(value: Any) -> str:

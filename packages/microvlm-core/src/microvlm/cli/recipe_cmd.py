@@ -8,14 +8,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from microvlm.config import Pipeline, Recipe
 from microvlm.errors import MicroVLMError, RecipeError
-from microvlm.plugins import Plugins
-from microvlm.recipe import load_recipe, recipe_to_table, translate_legacy
+
+if TYPE_CHECKING:
+    from microvlm.config import Pipeline, Recipe
+    from microvlm.plugins import Plugins
+
+# The recipe schema and reader (cattrs) are imported inside the commands: `microvlm --help`
+# does not need them.
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -41,6 +45,8 @@ def collect_overrides(
     lora_r: int | None = None,
 ) -> list[str]:
     """The seed's shorthands and legacy keys, turned into ``--set`` overrides."""
+    from microvlm.recipe import translate_legacy
+
     out: list[str] = []
     for text in overrides:
         key, sep, value = text.partition("=")
@@ -109,10 +115,14 @@ def _load(path: str, plugins: Plugins, overrides: list[str]) -> Recipe | Pipelin
             else " See recipes/ for the TOML recipes."
         )
         raise RecipeError(f"{path}: train.py's YAML configs are now TOML recipes.{hint}")
+    from microvlm.recipe import load_recipe
+
     return load_recipe(path, plugins, overrides, check_output_dir=True)
 
 
 def _summary(recipe: Recipe | Pipeline) -> str:
+    from microvlm.config import Pipeline
+
     if isinstance(recipe, Pipeline):
         names = " -> ".join(s.recipe.run.name for s in recipe.stages)
         return f"pipeline of {len(recipe.stages)} stages: {names}"
@@ -158,6 +168,9 @@ def check_command(plugins: Plugins, recipes: tuple[str, ...], overrides: tuple[s
 def resolved_toml(recipe: Recipe | Pipeline) -> str:
     """The resolved recipe as TOML text; a pipeline prints each stage after a header comment."""
     import tomli_w
+
+    from microvlm.config import Recipe
+    from microvlm.recipe import recipe_to_table
 
     if isinstance(recipe, Recipe):
         return tomli_w.dumps(recipe_to_table(recipe))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from microvlm.structure import FieldValueError
+from microvlm.errors import FieldValueError
 
 if TYPE_CHECKING:
     from microvlm.llm.model import LanguageModel
