@@ -39,3 +39,27 @@ def test_generate_writes_the_set_and_its_tokenizer_once(tmp_path):
 def test_without_generate_a_missing_set_is_an_error(tmp_path):
     with pytest.raises(MicroVLMError, match=r"shapes\.json"):
         build({"root": str(tmp_path / "none"), "view": "vqa"})
+
+
+def test_a_set_of_an_older_format_is_written_again(tmp_path, caplog):
+    """A demo folder from before RefCOCO's bbox fix (format 1: bbox as [x, y, w, h]) would fail to
+    load; with generate on it is written again, and a file the user put there stays."""
+    import json
+
+    root = tmp_path / "shapes"
+    table = {"root": str(root), "view": "grounding", "generate": True, "n_train": 4, "n_val": 1}
+    table.update({"n_test": 1, "image_size": 32})
+    build(table)
+    manifest = json.loads((root / "shapes.json").read_text())
+    (root / "shapes.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    rows = (root / "refcoco" / "train.jsonl").read_text().splitlines()
+    old = [json.loads(r) for r in rows]
+    for row in old:  # the old writer's column
+        x, y, w, h = json.loads(row["raw_anns"])["bbox"]  # a JSON string, as on the hub
+        row["bbox"] = [x, y, w, h]
+    (root / "refcoco" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    (root / "notes.txt").write_text("mine")
+    samples = list(build(table))
+    assert samples and json.loads((root / "shapes.json").read_text())["format_version"] == 2
+    assert (root / "notes.txt").read_text() == "mine"
+    assert "shapes format 1" in caplog.text and "writing it again" in caplog.text

@@ -9,6 +9,8 @@ sub-folders gives the same samples under those names.
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,16 @@ from microvlm_datasets.shapes import layout
 def build_shapes(config: ShapesConfig, name: str = "shapes") -> Any:
     """The builder of ``config.view`` over the shapes folder ``config.root``."""
     out, split = Path(config.root), config.split
-    if not (out / layout.MANIFEST).is_file() and config.generate:
+    stale = _stale_version(out)
+    if config.generate and (stale is not None or not (out / layout.MANIFEST).is_file()):
+        if stale is not None:
+            logging.getLogger(__name__).warning(
+                "%s was written in shapes format %s, this version writes %d (RefCOCO boxes as corners): "
+                "writing it again",
+                out,
+                stale,
+                layout.FORMAT_VERSION,
+            )
         _generate(config)
     if not (out / layout.MANIFEST).is_file():
         raise missing(name, out / layout.MANIFEST, "shapes set (its manifest)")
@@ -54,10 +65,20 @@ def build_shapes(config: ShapesConfig, name: str = "shapes") -> Any:
     return WebShards(WebDatasetConfig(root=str(layout.shards_root(out)), split=split), name)
 
 
+def _stale_version(out: Path) -> object | None:
+    """The ``format_version`` of the shapes set in ``out`` when it is older than this writer's;
+    None when there is no set or it is current."""
+    try:
+        manifest = json.loads((out / layout.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    return None if version == layout.FORMAT_VERSION else version
+
+
 def _generate(config: ShapesConfig) -> None:
     """Write the set (and its tokenizer) into ``config.root``, through a temporary folder so
     that an interrupted generation never leaves a half-written set that looks complete."""
-    import logging
     import os
     import shutil
 
@@ -70,6 +91,17 @@ def _generate(config: ShapesConfig) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     generate(tmp, config.n_train, config.n_val, config.n_test, config.image_size, config.seed)
     write_tokenizer(tmp)
+    if out.is_dir() and (out / layout.MANIFEST).is_file():  # an older set: replace what it wrote
+        for owned in layout.OWNED:
+            path = out / owned
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        for path in tmp.iterdir():
+            path.rename(out / path.name)
+        tmp.rmdir()
+        return
     if out.exists() and not any(out.iterdir()):
         out.rmdir()
     tmp.rename(out)

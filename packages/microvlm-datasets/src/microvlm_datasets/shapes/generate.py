@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 ID_BASE = {"train": 0, "val": 10_000_000, "test": 20_000_000}
 MAX_PER_SPLIT = 9_999_999
 MIN_IMAGE_SIZE = 32
-FORMAT_VERSION = 1
+FORMAT_VERSION = layout.FORMAT_VERSION
 
 
 def generate(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "shapes.json"
+FORMAT_VERSION = 2  # in the manifest; 2: refcoco/ bbox as [x1, y1, x2, y2], as jxu124/refcoco has it
 OWNED = ("coco", "vqa", "refcoco", "llava", "shards", "tokenizer", MANIFEST)  # what a new generation replaces
 
 VQA_SUBSETS = {"train": "train2014", "val": "val2014", "test": "test2015"}
