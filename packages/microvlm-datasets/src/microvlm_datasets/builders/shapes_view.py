@@ -92,14 +92,16 @@ def _generate(config: ShapesConfig) -> None:
     generate(tmp, config.n_train, config.n_val, config.n_test, config.image_size, config.seed)
     write_tokenizer(tmp)
     if out.is_dir() and (out / layout.MANIFEST).is_file():  # an older set: replace what it wrote
-        for owned in layout.OWNED:
+        for owned in layout.OWNED:  # the old manifest goes last: a kill in between leaves it stale
             path = out / owned
+            if owned == layout.MANIFEST:
+                continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-        for path in tmp.iterdir():
-            path.rename(out / path.name)
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == layout.MANIFEST):
+            os.replace(path, out / path.name)
         tmp.rmdir()
         return
     if out.exists() and not any(out.iterdir()):
