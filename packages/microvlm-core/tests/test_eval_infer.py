@@ -372,3 +372,16 @@ def test_eval_refuses_a_recipe_that_came_inside_the_checkpoint(plugins, trained,
     (copy / "trainer.json").write_text(json.dumps({**meta, "recipe": ["not", "a", "path"]}))
     result = invoke(plugins, "eval", "--checkpoint", copy, "--limit", 1)
     assert result.exit_code == 1 and "cannot tell which data to evaluate on" in result.output
+
+
+def test_infer_refuses_a_pipe_named_like_an_image(tmp_path):
+    """Opening a FIFO would block until something writes to it: refused before opening."""
+    import os
+
+    from microvlm.cli.infer_inputs import read_image
+    from microvlm.errors import MicroVLMError
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(MicroVLMError, match="not a regular file"):
+        read_image(str(fifo))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -36,6 +37,8 @@ def read_image(path: str) -> Image.Image:
     """
     from PIL import Image, UnidentifiedImageError
 
+    if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+        raise MicroVLMError(f"{path}: not a regular file (a pipe or device would block)")  # as ImageRef
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # e.g. corrupt EXIF

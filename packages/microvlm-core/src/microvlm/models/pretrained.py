@@ -261,17 +261,11 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
-    """``trainer.json`` of a checkpoint or export, ``{}`` when there is none."""
-    from microvlm.train.checkpoint import META
+    """``trainer.json`` of a checkpoint or export, ``{}`` when there is none; a damaged one is a
+    :class:`~microvlm.train.checkpoint.CheckpointError` naming it."""
+    from microvlm.train.checkpoint import META, load_meta
 
-    path = directory / META
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text("utf-8"))
-    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
-        raise MicroVLMError(f"{path}: not valid JSON: {exc}") from exc
-    return meta if isinstance(meta, dict) else {}
+    return load_meta(directory) if (directory / META).is_file() else {}
 
 
 def _local_llm_sources(table: dict[str, Any], directory: Path) -> dict[str, str]:

@@ -195,15 +195,18 @@ def save_checkpoint(
     return target
 
 
+def _step_dirs(output_dir: Path) -> list[tuple[int, Path]]:
+    """Every ``checkpoint_stepNNNNNN`` folder in ``output_dir``, complete or not, oldest first."""
+    if not output_dir.is_dir():
+        return []
+    return sorted(
+        (int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))
+    )
+
+
 def step_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     """Complete step checkpoints in ``output_dir``, oldest first."""
-    found = []
-    if output_dir.is_dir():
-        for p in output_dir.iterdir():
-            m = _STEP_DIR.match(p.name)
-            if m and (p / META).is_file() and (p / WEIGHTS).is_file():
-                found.append((int(m.group(1)), p))
-    return sorted(found)
+    return [(n, p) for n, p in _step_dirs(output_dir) if (p / META).is_file() and (p / WEIGHTS).is_file()]
 
 
 def prune(output_dir: Path, keep_last: int) -> None:
@@ -307,13 +310,8 @@ def newest_intact(output_dir: Path) -> StepCheckpoint | None:
     checkpoint is damaged that is an error listing them, so nothing restarts from scratch
     silently.
     """
-    if not output_dir.is_dir():
-        return None
-    candidates = sorted(
-        (int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))
-    )
     damaged: list[str] = []
-    for _, path in reversed(candidates):
+    for _, path in reversed(_step_dirs(output_dir)):
         try:
             found = load_step_checkpoint(path)
         except CheckpointError as exc:
