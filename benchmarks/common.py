@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-IGNORE = -100  # label of positions without a loss (microvlm.models.text.IGNORE)
+IGNORE = -100  # label of positions without a loss (microvlm.data.text.IGNORE)
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -66,7 +66,7 @@ class Sizes:
 
 def qwen_config() -> dict:
     """The Qwen2.5-0.5B configuration that microvlm-core ships (the real architecture)."""
-    text = resources.files("microvlm.llm").joinpath("qwen2.5-0.5b-config.json").read_text("utf-8")
+    text = resources.files("microvlm.models.llm").joinpath("qwen2.5-0.5b-config.json").read_text("utf-8")
     values = json.loads(text)
     values.pop("torch_dtype", None)
     return values
@@ -111,7 +111,7 @@ def build_ours(sizes: Sizes, device: str) -> torch.nn.Module:
     """MicroVLM (encoder frozen, LLM frozen, Q-Former + projection trainable)."""
     import microvlm
     from microvlm.models.vlm import MicroVLM
-    from microvlm.recipe import build_model_config
+    from microvlm.recipes.load import build_model_config
 
     plugins = microvlm.load_plugins()
     section = {

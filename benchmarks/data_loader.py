@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build(shards: Path) -> tuple[list, float, object]:
     """The sources as the runner builds them, and the index time."""
     import microvlm
-    from microvlm.config import ComponentSpec, DataConfig
-    from microvlm.train.data import build_sources
+    from microvlm.data.sources import build_sources
+    from microvlm.recipes.config import ComponentSpec, DataConfig
 
     plugins = microvlm.load_plugins()
     dataset = plugins.get("dataset", "webdataset").config_cls(root=str(shards), split="train")
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)  # as in a DataLoader worker: one intra-op thread per process
     from transformers import PreTrainedTokenizerFast
 
-    from microvlm.processors import ImageEvalProcessor
-    from microvlm.testing import tiny_tokenizer_path
+    from microvlm.models.processors import ImageEvalProcessor
+    from microvlm.testing.fixtures import tiny_tokenizer_path
     from microvlm_datasets.shapes import generate, layout
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -137,7 +137,7 @@ def tokenizer_for(path: Path | None, image_size: int):
 
     if path is not None and path.is_dir():
         return AutoTokenizer.from_pretrained(str(path)), str(path)
-    from microvlm.llm.tokenizer import train_chatml_tokenizer
+    from microvlm.models.llm.tokenizer import train_chatml_tokenizer
     from microvlm_datasets.shapes.tokenizer import PROMPT_WORDS
 
     rng = np.random.default_rng(99)
@@ -167,7 +167,7 @@ class Ceiling:
         return [*self.lm.named_parameters(), *(("scene." + n, p) for n, p in self.scene.named_parameters())]
 
     def loss(self, batch: list[tuple], tasks: dict, rng: random.Random) -> torch.Tensor:
-        from microvlm.models.text import IGNORE, collate_text
+        from microvlm.data.text import IGNORE, collate_text
 
         examples = [tasks[task].example(sample, rng, self.tok) for _, sample, task in batch]
         text = collate_text(examples, self.tok, MAX_TEXT_TOKENS)  # right-padded (B, T)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
     args = p.parse_args(argv)
 
-    from microvlm.train.final_eval import by_question_type
+    from microvlm.eval.final_eval import by_question_type
     from microvlm.train.schedule import make_scheduler, param_groups
 
     torch.set_num_threads(args.threads)

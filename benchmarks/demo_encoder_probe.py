@@ -49,9 +49,9 @@ def conv_stem(width: int, patch: int) -> nn.Sequential:
 
 def build(recipe_path: Path, stem: str) -> tuple[nn.Module, object, int]:
     """The demo's encoder (via its plugin) and image processor; the image side in pixels."""
-    from microvlm.plugins import load_plugins
-    from microvlm.processors import ImageEvalProcessor
-    from microvlm.recipe import load_recipe
+    from microvlm.models.processors import ImageEvalProcessor
+    from microvlm.plugins.manager import load_plugins
+    from microvlm.recipes.load import load_recipe
 
     plugins = load_plugins()
     recipe = load_recipe(recipe_path, plugins)

@@ -6,7 +6,7 @@ subprocess like the main comparison, so each lever gets its own number:
 - ``full_logits``: ``lm_head`` + cross-entropy on all B x (Q+T) positions, as BLIP-2 does,
   instead of on the labelled positions only;
 - ``autograd_head``: labelled positions only, but ``lm_head`` + ``F.cross_entropy`` through
-  autograd instead of the chunked frozen-head loss (``microvlm.llm.fused``);
+  autograd instead of the chunked frozen-head loss (``microvlm.models.llm.fused``);
 - ``masked_decoder``: the decoder gets the padding mask (explicit ``[B, 1, S, S]`` mask,
   KV heads copied per query head) instead of the causal fast path for right padding;
 - ``eager_attention``: transformers' eager attention in the LLM instead of SDPA;

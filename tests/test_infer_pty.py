@@ -10,8 +10,8 @@ import time
 import pytest
 
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import run
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX")]
@@ -125,7 +125,7 @@ def test_interactive_session_in_a_terminal(checkpoint):
 
 def test_interactive_session_goes_on_after_images_over_the_pixel_limit(checkpoint, tmp_path):
     """#13 item 12: PIL's DecompressionBombError (and its warning) ended the session in a traceback."""
-    from microvlm.testing import png_declaring
+    from microvlm.testing.fixtures import png_declaring
 
     final, image = checkpoint
     over_error = tmp_path / "bomb_error.png"  # 200 M pixels: PIL raises DecompressionBombError

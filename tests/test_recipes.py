@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from microvlm import load_plugins
-from microvlm.config import Pipeline, Recipe
-from microvlm.recipe import load_recipe
+from microvlm.recipes.config import Pipeline, Recipe
+from microvlm.recipes.load import load_recipe
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
 ALL_PACKAGES = {"microvlm-core", "microvlm-encoders", "microvlm-quant", "microvlm-datasets", "microvlm-tasks"}
@@ -33,7 +33,7 @@ def test_shipped_recipe_validates(path, plugins):
 
 
 def test_recipe_files_carry_the_seed_hyperparameters():
-    from microvlm.recipe import load_table
+    from microvlm.recipes.load import load_table
 
     for name, (lr, epochs, batch) in SEED_TABLE.items():
         run = load_table(Path(__file__).parent.parent / "recipes" / f"{name}.toml").data["run"]
@@ -41,7 +41,7 @@ def test_recipe_files_carry_the_seed_hyperparameters():
 
 
 def test_pipeline_runs_the_four_stages_in_order():
-    from microvlm.recipe import load_table
+    from microvlm.recipes.load import load_table
 
     stages = load_table(Path(__file__).parent.parent / "recipes" / "pipeline.toml").data["stages"]
     assert [s["recipe"] for s in stages] == [f"{n}.toml" for n in SEED_TABLE]

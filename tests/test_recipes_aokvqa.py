@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from microvlm import load_plugins
-from microvlm.config import Recipe
-from microvlm.recipe import load_recipe
+from microvlm.recipes.config import Recipe
+from microvlm.recipes.load import load_recipe
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
 

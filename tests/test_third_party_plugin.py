@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 from microvlm import load_plugins
-from microvlm.fake_dist import write_distribution
-from microvlm.recipe import load_recipe
-from microvlm.toys import TOY_RECIPE, ToyPlugin
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fake_dist import write_distribution
+from microvlm.testing.toys import TOY_RECIPE, ToyPlugin
 
 
 def run_cli(*args, env=None):

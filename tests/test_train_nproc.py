@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from microvlm.testing import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
+from microvlm.io import layout
+from microvlm.testing.fixtures import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 
 pytestmark = [
@@ -79,15 +80,15 @@ def test_two_processes_stop_on_sigterm_and_resume_exactly(tmp_path):
         process.send_signal(signal.SIGTERM)  # to torchrun, which passes it to both workers
         assert process.wait(timeout=120) != 0
     [(step, _)] = ckpt.step_checkpoints(out)  # rank 0 alone wrote it, once
-    assert 2 <= step < STEPS and not (out / ckpt.FINAL).exists()
+    assert 2 <= step < STEPS and not (out / layout.FINAL).exists()
 
     again = subprocess.run(command(recipe, out), check=False, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     steps = [r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if "loss" in r]
     assert steps == list(range(1, STEPS + 1))
 
-    reference = load_file(str(tmp_path / "a" / ckpt.FINAL / "model.safetensors"))
-    result = load_file(str(out / ckpt.FINAL / "model.safetensors"))
+    reference = load_file(str(tmp_path / "a" / layout.FINAL / "model.safetensors"))
+    result = load_file(str(out / layout.FINAL / "model.safetensors"))
     assert result.keys() == reference.keys()
     for name in reference:
         assert torch.equal(result[name], reference[name]), name

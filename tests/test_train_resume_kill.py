@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.testing import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
+from microvlm.io import layout
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import TINY_COCO_DATA_TOML, TINY_MODEL_TOML, tiny_llm_path
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -121,10 +122,10 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(setup):
     recipe, reference = setup
     out = recipe.parent / "killed"
     process, log = start(recipe, out)
-    wait_for((ckpt.step_dir(out, 3) / ckpt.META).is_file, process, "the step-3 checkpoint")
+    wait_for((layout.step_dir(out, 3) / layout.META).is_file, process, "the step-3 checkpoint")
     process.send_signal(signal.SIGKILL)
     assert finish(process, log) == -signal.SIGKILL
-    assert not (out / ckpt.FINAL).exists()
+    assert not (out / layout.FINAL).exists()
     saved = [s for s, _ in ckpt.step_checkpoints(out)]
     assert saved and 3 <= saved[-1] < STEPS, saved
 
@@ -146,7 +147,7 @@ def test_sigterm_checkpoints_at_the_step_boundary_then_exits(setup):
     assert finish(process, log) == 128 + signal.SIGTERM, log_text(out)
     [(step, _)] = ckpt.step_checkpoints(out)
     assert 2 <= step < STEPS
-    assert not (out / ckpt.FINAL).exists()
+    assert not (out / layout.FINAL).exists()
 
     process, log = start(recipe, out, "run.save_every=0")
     assert finish(process, log) == 0, log_text(out)

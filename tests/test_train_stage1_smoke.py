@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from microvlm.testing import make_tiny_tokenizer
+from microvlm.testing.fixtures import make_tiny_tokenizer
 
 pytestmark = pytest.mark.slow
 

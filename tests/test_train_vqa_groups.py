@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from microvlm.testing import TINY_MODEL_TOML, tiny_llm_path
+from microvlm.testing.fixtures import TINY_MODEL_TOML, tiny_llm_path
 
 RECIPE = (
     """\
@@ -37,9 +37,9 @@ name = "jsonl"
 
 
 def test_questions_of_one_image_share_a_sequence_in_training_only(tmp_path):
-    from microvlm.plugins import load_plugins
-    from microvlm.recipe import load_recipe
-    from microvlm.train.data import build_sources
+    from microvlm.data.sources import build_sources
+    from microvlm.plugins.manager import load_plugins
+    from microvlm.recipes.load import load_recipe
     from microvlm_datasets.shapes import generate
 
     generate(tmp_path / "shapes", n_train=6, n_val=0, n_test=0, image_size=32)  # 5 questions an image

@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import build_model_config
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import build_model_config
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin
 
 pytest.importorskip("bitsandbytes")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from microvlm.testing import tiny_llm_path
+from microvlm.testing.fixtures import tiny_llm_path
 
 OFFLINE_SMALL = {
     "encoder.pretrained": "none",

@@ -13,10 +13,10 @@ import torch
 
 from microvlm import load_plugins
 from microvlm.data import Example, Segment
-from microvlm.models.text import collate_text
+from microvlm.data.text import collate_text
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import build_model_config
-from microvlm.testing import tiny_llm_path
+from microvlm.recipes.load import build_model_config
+from microvlm.testing.fixtures import tiny_llm_path
 
 PLUGINS = load_plugins()
 # Tiny settings, applied to whichever of these fields a plugin's config class has.

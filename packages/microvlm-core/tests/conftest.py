@@ -1,4 +1,4 @@
-"""Fixtures for microvlm-core's tests: the offline tiny model and tokenizer of microvlm.testing."""
+"""Fixtures for microvlm-core's tests: the offline tiny model and tokenizer of microvlm.testing.fixtures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_llm_dir() -> Path:
     """A tiny Qwen2 model + ChatML tokenizer saved with save_pretrained (read-only, per process)."""
-    from microvlm.testing import tiny_llm_path
+    from microvlm.testing.fixtures import tiny_llm_path
 
     return tiny_llm_path()
 
@@ -18,7 +18,7 @@ def tiny_llm_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir() -> Path:
     """The tiny tokenizer alone, in its own directory (read-only, per process)."""
-    from microvlm.testing import tiny_tokenizer_path
+    from microvlm.testing.fixtures import tiny_tokenizer_path
 
     return tiny_tokenizer_path()
 

@@ -18,9 +18,9 @@ import torch
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import build_model_config
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import build_model_config
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
+from microvlm.io import layout
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -45,29 +46,29 @@ class Planted:  # any class: weights_only loading refuses it
 
 
 def _truncate(path):
-    data = (path / ckpt.STATE).read_bytes()
-    (path / ckpt.STATE).write_bytes(data[: len(data) // 2])
+    data = (path / layout.STATE).read_bytes()
+    (path / layout.STATE).write_bytes(data[: len(data) // 2])
 
 
 def _planted_pickle(path):
-    (path / ckpt.STATE).write_bytes(pickle.dumps({"optimizer": Planted()}))
+    (path / layout.STATE).write_bytes(pickle.dumps({"optimizer": Planted()}))
 
 
 DAMAGE = {
     "truncated trainer_state.pt": (_truncate, "trainer_state.pt: damaged or truncated"),
-    "0-byte weights": (lambda p: (p / ckpt.WEIGHTS).write_bytes(b""), "model.safetensors: not a readable"),
+    "0-byte weights": (lambda p: (p / layout.WEIGHTS).write_bytes(b""), "model.safetensors: not a readable"),
     "invalid trainer.json": (
-        lambda p: (p / ckpt.META).write_text("{not json"),
+        lambda p: (p / layout.META).write_text("{not json"),
         "trainer.json: not valid JSON",
     ),
     "incomplete trainer.json": (
-        lambda p: (p / ckpt.META).write_text(json.dumps({"epoch": 1})),
+        lambda p: (p / layout.META).write_text(json.dumps({"epoch": 1})),
         "step, micro_step must be non-negative integers",
     ),
-    "missing trainer_state.pt": (lambda p: (p / ckpt.STATE).unlink(), "trainer_state.pt: damaged"),
+    "missing trainer_state.pt": (lambda p: (p / layout.STATE).unlink(), "trainer_state.pt: damaged"),
     "planted pickle": (_planted_pickle, "not a valid checkpoint file"),
     "state without optimizer": (
-        lambda p: torch.save({"rng": {}}, p / ckpt.STATE),
+        lambda p: torch.save({"rng": {}}, p / layout.STATE),
         "incomplete, it lacks optimizer, scheduler",
     ),
 }
@@ -79,7 +80,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(damage, tmp_path, plu
     recipe = load(tmp_path, plugins, out, epochs=2, save_every=1)
     run_until_checkpoint(recipe, plugins, 3)
     breaker, said = DAMAGE[damage]
-    breaker(ckpt.step_dir(out, 3))
+    breaker(layout.step_dir(out, 3))
     with caplog.at_level(logging.WARNING, logger="microvlm.train.checkpoint"):
         run(recipe, plugins, progress=False)  # resumes at step 2 instead of failing
     warnings = " ".join(r.getMessage() for r in caplog.records if r.name == "microvlm.train.checkpoint")
@@ -95,9 +96,9 @@ def test_no_intact_checkpoint_is_an_error_listing_each(tmp_path, plugins):
     out = tmp_path / "c"
     recipe = load(tmp_path, plugins, out, epochs=2, save_every=1)
     run_until_checkpoint(recipe, plugins, 3)
-    _planted_pickle(ckpt.step_dir(out, 2))
-    (ckpt.step_dir(out, 3) / ckpt.WEIGHTS).write_bytes(b"\0" * 7)
-    with pytest.raises(ckpt.CheckpointError) as raised:
+    _planted_pickle(layout.step_dir(out, 2))
+    (layout.step_dir(out, 3) / layout.WEIGHTS).write_bytes(b"\0" * 7)
+    with pytest.raises(layout.CheckpointError) as raised:
         run(recipe, plugins, progress=False)
     message = str(raised.value)
     assert "no intact checkpoint to resume from" in message
@@ -107,16 +108,16 @@ def test_no_intact_checkpoint_is_an_error_listing_each(tmp_path, plugins):
 
 
 def test_a_refused_state_file_never_suggests_unpickling(tmp_path):
-    torch.save({"optimizer": Planted(), "scheduler": {}, "rng": {}}, tmp_path / ckpt.STATE)
-    with pytest.raises(ckpt.CheckpointError) as raised:
+    torch.save({"optimizer": Planted(), "scheduler": {}, "rng": {}}, tmp_path / layout.STATE)
+    with pytest.raises(layout.CheckpointError) as raised:
         ckpt.load_state(tmp_path)
-    assert str(raised.value).startswith(str(tmp_path / ckpt.STATE))
+    assert str(raised.value).startswith(str(tmp_path / layout.STATE))
     assert "weights_only" not in str(raised.value) and raised.value.__cause__ is None
 
 
 def test_damaged_final_weights_are_a_clear_error(tmp_path, plugins):
     from microvlm import MicroVLM
-    from microvlm.recipe import build_model_config
+    from microvlm.recipes.load import build_model_config
 
     section = {
         "encoder": {"name": "toy_encoder", "width": 16, "image_size": 32},
@@ -125,7 +126,7 @@ def test_damaged_final_weights_are_a_clear_error(tmp_path, plugins):
     }
     model = MicroVLM.from_config(build_model_config(section, plugins), plugins)
     directory = model.save_pretrained(tmp_path / "export", weights="all")
-    (directory / ckpt.WEIGHTS).write_bytes(b"")
+    (directory / layout.WEIGHTS).write_bytes(b"")
     with pytest.raises(MicroVLMError, match=r"model\.safetensors: not a readable safetensors file"):
         MicroVLM.from_pretrained(directory, plugins)
 
@@ -147,11 +148,11 @@ def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeyp
 
     monkeypatch.setattr(torch, "save", full)
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(2**30, 2**30 - 4096, 4096))
-    with pytest.raises(ckpt.DiskFullError) as raised:
+    with pytest.raises(layout.DiskFullError) as raised:
         ckpt.save_checkpoint(target, {"w": torch.zeros(2)}, {"rng": 2}, {"step": 2})
     message = str(raised.value)
     assert "the disk is full (0.0 MiB free" in message and "previous version of it is intact" in message
-    assert torch.equal(load_file(str(target / ckpt.WEIGHTS))["w"], torch.ones(2))
+    assert torch.equal(load_file(str(target / layout.WEIGHTS))["w"], torch.ones(2))
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -184,7 +185,7 @@ def tiny_disk(tmp_path):
 def test_a_really_full_disk(tiny_disk):
     target = tiny_disk / "checkpoint_step000001"
     ckpt.save_checkpoint(target, {"w": torch.ones(16)}, {"rng": 1}, {"step": 1})
-    with pytest.raises(ckpt.DiskFullError, match="the disk is full"):
+    with pytest.raises(layout.DiskFullError, match="the disk is full"):
         ckpt.save_checkpoint(target, {"w": torch.ones(2**19)}, {"big": torch.ones(2**18)}, {"step": 1})
-    assert torch.equal(load_file(str(target / ckpt.WEIGHTS))["w"], torch.ones(16))
-    assert ckpt.load_meta(target)["step"] == 1
+    assert torch.equal(load_file(str(target / layout.WEIGHTS))["w"], torch.ones(16))
+    assert layout.load_meta(target)["step"] == 1

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from microvlm import hookimpl, load_plugins
 from microvlm.cli import build_cli, info_cmd, plugins_cmd, recipe_cmd
 from microvlm.cli.app import expand_multi_value
-from microvlm.plugins import Plugins, make_plugin_manager
-from microvlm.toys import TOY_RECIPE, ToyPlugin, ToyTaskConfig
+from microvlm.plugins.manager import Plugins, make_plugin_manager
+from microvlm.testing.toys import TOY_RECIPE, ToyPlugin, ToyTaskConfig
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,12 @@ def test_help_and_plugins_do_not_import_torch():
 # -- a fast start (issue 14, item 8): what --help imports is what makes it slow ----------
 
 HEAVY = ("torch", "transformers", "PIL", "numpy", "timm", "peft", "safetensors", "matplotlib")
-RECIPE_MACHINERY = ("cattrs", "microvlm.recipe", "microvlm.config", "microvlm.structure")
+RECIPE_MACHINERY = (
+    "cattrs",
+    "microvlm.recipes.load",
+    "microvlm.recipes.config",
+    "microvlm.recipes.structure",
+)
 
 
 def _modules_after(code: str) -> set[str]:
@@ -236,7 +241,7 @@ def test_the_console_script_help_imports_nothing_heavy():
     loaded = _modules_after(code)
     from importlib.metadata import entry_points
 
-    from microvlm.plugins import OUR_ENTRY_POINTS
+    from microvlm.plugins.manager import OUR_ENTRY_POINTS
 
     ours = {  # our plugin packages installed here (core's own session has core alone)
         ep.module.split(".")[0]
@@ -249,9 +254,11 @@ def test_the_console_script_help_imports_nothing_heavy():
 
 def test_import_microvlm_is_only_errors_and_hookimpl():
     loaded = _modules_after("import microvlm")
-    assert sorted(loaded & {*HEAVY, *RECIPE_MACHINERY, "importlib.metadata", "microvlm.plugins"}) == []
+    assert (
+        sorted(loaded & {*HEAVY, *RECIPE_MACHINERY, "importlib.metadata", "microvlm.plugins.manager"}) == []
+    )
     names = _modules_after("import microvlm; microvlm.load_recipe; microvlm.__version__")
-    assert {"microvlm.recipe", "importlib.metadata"} <= names and not names & set(HEAVY)
+    assert {"microvlm.recipes.load", "importlib.metadata"} <= names and not names & set(HEAVY)
 
 
 # -- plugin commands and plugin text (issue 13, items 5, 6 and 14) -----------------------

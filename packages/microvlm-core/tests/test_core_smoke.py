@@ -14,5 +14,5 @@ def test_public_api_resolves():
 
 def test_core_entry_point_is_registered():
     eps = {ep.name: ep for ep in md.entry_points(group="microvlm")}
-    assert eps["core"].value == "microvlm.plugin"
+    assert eps["core"].value == "microvlm.core_components"
     assert eps["core"].dist.name == "microvlm-core"

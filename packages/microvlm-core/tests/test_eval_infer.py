@@ -9,9 +9,9 @@ from PIL import Image
 
 from microvlm import load_plugins
 from microvlm.cli import build_cli
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, toy_training_recipe
 from microvlm.train import run
 
 

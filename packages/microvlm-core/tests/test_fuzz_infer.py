@@ -30,8 +30,8 @@ from microvlm import load_plugins
 from microvlm.cli import build_cli
 from microvlm.cli.infer_inputs import IMAGE_SUFFIXES, batch_inputs, read_image
 from microvlm.errors import MicroVLMError
-from microvlm.testing import png_declaring, tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.testing.fixtures import png_declaring, tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, toy_training_recipe
 
 CONTEXT = 40  # LLM positions of the fuzzed model: 4 image tokens, the rest prompt and answer
 
@@ -62,7 +62,7 @@ def checkpoint(plugins, workdir) -> Path:
     """A tiny untrained model saved with all its weights, and loaded through the CLI's own path."""
     from microvlm.cli import model_cmds
     from microvlm.models.vlm import MicroVLM
-    from microvlm.recipe import load_recipe
+    from microvlm.recipes.load import load_recipe
 
     recipe = workdir / "toy.toml"
     recipe.write_text(toy_training_recipe(str(workdir / "out"), str(tiny_llm_path())))

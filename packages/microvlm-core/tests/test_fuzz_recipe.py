@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from microvlm import load_plugins
 from microvlm.cli import build_cli
 from microvlm.errors import MicroVLMError
-from microvlm.recipe import load_recipe
-from microvlm.toys import TOY_RECIPE, ToyPlugin
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.toys import TOY_RECIPE, ToyPlugin
 
 REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -292,7 +292,7 @@ TOML_TREES = st.recursive(
 def test_any_value_in_any_place(workdir, plugins, key, value, recipe):
     import tomli_w
 
-    from microvlm.recipe import load_table, set_path
+    from microvlm.recipes.load import load_table, set_path
 
     if not (workdir / recipe).is_file():
         recipe = "toy.toml"

@@ -1,11 +1,11 @@
-"""The memory-lean training pieces (microvlm.llm.fused): plain-op values and gradients, less kept."""
+"""The memory-lean training pieces (microvlm.models.llm.fused): plain-op values and gradients, less kept."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from microvlm.llm import fused
+from microvlm.models.llm import fused
 
 
 def saved_elements(fn):

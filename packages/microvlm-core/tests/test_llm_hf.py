@@ -10,9 +10,9 @@ import torch
 
 import microvlm
 from microvlm.errors import MicroVLMError
-from microvlm.llm import HFCausalLMConfig, LanguageModel
-from microvlm.structure import ConfigErrors, structure
-from microvlm.testing import IM_END, IM_START
+from microvlm.models.llm import HFCausalLMConfig, LanguageModel
+from microvlm.recipes.structure import ConfigErrors, structure
+from microvlm.testing.fixtures import IM_END, IM_START
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -155,11 +155,11 @@ def test_unreachable_hub_id_says_what_to_do(plugins, hub_offline):
 
 
 def test_qlora_without_microvlm_quant_says_what_to_install(tiny_llm_dir, monkeypatch):
-    import microvlm.plugins
+    import microvlm.plugins.manager
 
     core_only = microvlm.load_plugins(allow=[])
     assert core_only.names("quantizer") == []
-    monkeypatch.setattr(microvlm.plugins, "_installed", lambda dist: dist != "microvlm-quant")
+    monkeypatch.setattr(microvlm.plugins.manager, "_installed", lambda dist: dist != "microvlm-quant")
     with pytest.raises(MicroVLMError, match="pip install microvlm-quant") as info:
         build(core_only, tiny_llm_dir, adapter="qlora")
     assert "quantizer plugin 'nf4'" in str(info.value)
@@ -309,7 +309,7 @@ def test_gradient_checkpointing_with_lora(plugins, tiny_llm_dir):
 def test_tiny_llm_is_deterministic_and_leaves_the_rng_alone(tmp_path, tiny_llm_dir):
     from safetensors.torch import load_file
 
-    from microvlm.testing import make_tiny_llm
+    from microvlm.testing.fixtures import make_tiny_llm
 
     torch.manual_seed(123)
     expected = torch.rand(3)

@@ -7,14 +7,14 @@ import pytest
 
 from microvlm import hookimpl, load_plugins
 from microvlm.errors import DuplicateComponentError, UnknownComponentError
-from microvlm.fake_dist import write_distribution
-from microvlm.plugins import (
+from microvlm.plugins.manager import (
     OUR_ENTRY_POINTS,
     allowed_distributions,
     entry_points_in_load_order,
     normalize_dist,
 )
-from microvlm.toys import ToyEncoderConfig, ToyPlugin
+from microvlm.testing.fake_dist import write_distribution
+from microvlm.testing.toys import ToyEncoderConfig, ToyPlugin
 
 
 @attrs.frozen
@@ -92,14 +92,14 @@ def test_unknown_name_lists_registered_names_and_suggests():
 
 
 def test_unknown_builtin_of_missing_package_says_pip_install(monkeypatch):
-    monkeypatch.setattr("microvlm.plugins._installed", lambda dist: False)
+    monkeypatch.setattr("microvlm.plugins.manager._installed", lambda dist: False)
     plugins = load_plugins(entry_points=False)
     with pytest.raises(UnknownComponentError, match="pip install microvlm-datasets"):
         plugins.get("dataset", "vqav2")
 
 
 def test_unknown_builtin_of_unloaded_package_points_at_allow_list(monkeypatch):
-    monkeypatch.setattr("microvlm.plugins._installed", lambda dist: True)
+    monkeypatch.setattr("microvlm.plugins.manager._installed", lambda dist: True)
     plugins = load_plugins(entry_points=False)
     with pytest.raises(UnknownComponentError, match="MICROVLM_LOAD_PLUGINS"):
         plugins.get("task", "vqa")

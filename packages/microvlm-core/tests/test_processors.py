@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from microvlm.processors import IMAGENET_MEAN, IMAGENET_STD, ImageEvalProcessor, ImageTrainProcessor
+from microvlm.models.processors import IMAGENET_MEAN, IMAGENET_STD, ImageEvalProcessor, ImageTrainProcessor
 
 COLOR = (200, 100, 50)
 
@@ -119,6 +119,6 @@ def test_bad_arguments_are_refused(make: object, match: str) -> None:
 
 
 def test_importing_the_module_is_light() -> None:
-    code = "import sys, microvlm.processors\nassert 'torch' not in sys.modules and 'torchvision' not in sys.modules"
+    code = "import sys, microvlm.models.processors\nassert 'torch' not in sys.modules and 'torchvision' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

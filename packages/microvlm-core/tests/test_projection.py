@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from microvlm.config import ProjectionConfig
 from microvlm.models.projection import Projection
-from microvlm.structure import ConfigErrors, structure
+from microvlm.recipes.config import ProjectionConfig
+from microvlm.recipes.structure import ConfigErrors, structure
 
 
 def test_shapes_and_default_hidden_is_out_dim() -> None:

@@ -13,7 +13,7 @@ import torch
 import microvlm
 from microvlm.models.qformer import QFormer, QFormerOutput
 from microvlm.models.qformer_config import QFormerConfig
-from microvlm.structure import ConfigErrors, structure
+from microvlm.recipes.structure import ConfigErrors, structure
 
 if sys.version_info >= (3, 11):
     import tomllib

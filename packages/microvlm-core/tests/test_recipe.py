@@ -6,10 +6,10 @@ import textwrap
 import pytest
 
 from microvlm import load_plugins
-from microvlm.config import Pipeline, Recipe
 from microvlm.errors import RecipeError
-from microvlm.recipe import load_recipe, load_table, parse_override, recipe_to_table, translate_legacy
-from microvlm.toys import TOY_RECIPE, ToyBridgeConfig, ToyPlugin
+from microvlm.recipes.config import Pipeline, Recipe
+from microvlm.recipes.load import load_recipe, load_table, parse_override, recipe_to_table, translate_legacy
+from microvlm.testing.toys import TOY_RECIPE, ToyBridgeConfig, ToyPlugin
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_every_config_class_refuses_non_finite_floats_unless_a_field_allows_inf(
 
     import attrs
 
-    from microvlm.structure import ALLOW_INF, ConfigErrors, structure
+    from microvlm.recipes.structure import ALLOW_INF, ConfigErrors, structure
 
     @attrs.frozen
     class PluginConfig:

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
+from microvlm.io import layout
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -98,7 +99,7 @@ def test_atomic_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def fail(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt, "_fsync_dir", fail)
+    monkeypatch.setattr(layout, "_fsync_dir", fail)
     with pytest.raises(OSError, match="disk full"):
         ckpt.save_checkpoint(target, {"w": torch.zeros(2)}, None, {"step": 2})
     assert json.loads((target / "trainer.json").read_text())["step"] == 1
@@ -109,7 +110,7 @@ def test_pth_pickles_are_refused(tmp_path):
     bad = tmp_path / "model.pth"
     bad.write_bytes(b"not really a pickle")
     with pytest.raises(Exception, match="pickles and are not loaded"):
-        ckpt.resolve_checkpoint(bad)
+        layout.resolve_checkpoint(bad)
 
 
 def test_gradient_checkpointing_recomputes_the_llm_and_changes_nothing(tmp_path, plugins, monkeypatch):
@@ -218,7 +219,7 @@ def test_resume_with_another_batch_size_continues_at_the_same_sample(tmp_path, p
 
     recipe = load(tmp_path, plugins, epochs=2, save_every=1)  # batch 4, 8 samples: 2 steps an epoch
     run_until_checkpoint(recipe, plugins, 3)
-    meta = ckpt.load_meta(tmp_path / "out" / "checkpoint_step000003")
+    meta = layout.load_meta(tmp_path / "out" / "checkpoint_step000003")
     assert (meta["epoch"], meta["micro_step"], meta["epoch_samples"], meta["world"]) == (1, 1, 4, 1)
 
     from microvlm.models.vlm import MicroVLM

@@ -16,23 +16,28 @@ import pytest
 import torch
 
 from microvlm import load_plugins
-from microvlm.config import RunConfig
+from microvlm.contracts.hookspecs import hookimpl
+from microvlm.contracts.samples import ImageError
 from microvlm.data import Example, ImageRef, Sample, Segment
-from microvlm.data.samples import ImageError
+from microvlm.data.sources import Source, build_sources
 from microvlm.errors import MicroVLMError
-from microvlm.hookspecs import hookimpl
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyDataset, ToyDatasetConfig, ToyPlugin, run_until_checkpoint, toy_training_recipe
+from microvlm.recipes.config import RunConfig
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import (
+    ToyDataset,
+    ToyDatasetConfig,
+    ToyPlugin,
+    run_until_checkpoint,
+    toy_training_recipe,
+)
 from microvlm.train import run
 from microvlm.train.data import (
     BadDataMonitor,
     Batch,
     Collate,
     EpochDataset,
-    Source,
     StepSampler,
-    build_sources,
 )
 from microvlm.train.dist import DistInfo
 
@@ -282,7 +287,7 @@ class Plugins:
 
 
 def test_build_sources_indexes_builders_instead_of_copying(samples: list[Sample]) -> None:
-    from microvlm.config import ComponentSpec, DataConfig
+    from microvlm.recipes.config import ComponentSpec, DataConfig
 
     entry = DataConfig(ComponentSpec("toy", None), ComponentSpec("caption", None))
     plugins = Plugins(IndexedBuilder(samples))
@@ -440,8 +445,8 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(scale):
     """PIL only warns between MAX_IMAGE_PIXELS and twice that, and would decode; both are refused."""
     from PIL import Image
 
-    from microvlm.data.samples import ImageError
-    from microvlm.testing import png_declaring
+    from microvlm.contracts.samples import ImageError
+    from microvlm.testing.fixtures import png_declaring
 
     side = int((Image.MAX_IMAGE_PIXELS * scale) ** 0.5) + 1
     with pytest.raises(ImageError) as raised:

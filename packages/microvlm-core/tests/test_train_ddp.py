@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 from microvlm.train.dist import DistInfo
@@ -23,8 +23,8 @@ from microvlm.train.reporting import Reporter
 SCRIPT = """\
 import sys
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.toys import ToyPlugin
 from microvlm.train import run
 
 plugins = load_plugins(extra=[("toys", ToyPlugin())])
@@ -186,8 +186,8 @@ sys.path.insert(0, str(Path(sys.argv[1])))  # the tests folder: the broken toy d
 from test_train_data_bad import BrokenToysPlugin
 
 from microvlm import load_plugins
-from microvlm.recipe import load_recipe
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.toys import ToyPlugin
 from microvlm.train import run
 
 plugins = load_plugins(extra=[("toys", ToyPlugin()), ("broken_toys", BrokenToysPlugin())])

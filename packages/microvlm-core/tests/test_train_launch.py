@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from microvlm import load_plugins
 from microvlm.cli import build_cli, recipe_cmd
-from microvlm.toys import TOY_RECIPE, ToyPlugin
+from microvlm.testing.toys import TOY_RECIPE, ToyPlugin
 
 
 class Launched(Exception):

@@ -10,12 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from microvlm import load_plugins
-from microvlm.config import RunConfig
 from microvlm.errors import MicroVLMError
+from microvlm.io import layout
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
+from microvlm.recipes.config import RunConfig
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import checkpoint as ckpt
 from microvlm.train import run
 
@@ -92,7 +93,7 @@ def test_max_nonfinite_steps_skips_and_counts_them_across_a_resume(tmp_path, plu
     one = load_file(str(tmp_path / "out" / "checkpoint_step000001" / "model.safetensors"))
     two = load_file(str(tmp_path / "out" / "checkpoint_step000002" / "model.safetensors"))
     assert all(torch.equal(one[k], two[k]) for k in one)
-    assert ckpt.load_meta(tmp_path / "out" / "checkpoint_step000002")["nonfinite_steps"] == 1
+    assert layout.load_meta(tmp_path / "out" / "checkpoint_step000002")["nonfinite_steps"] == 1
     assert [r["nonfinite_steps"] for r in metrics(tmp_path / "out") if "nonfinite_steps" in r] == [1]
 
     nan_at({1})  # the resumed run's first step, step 3: a second one is one too many

@@ -7,10 +7,10 @@ import pytest
 
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import Crash, ToyPlugin, run_until_checkpoint, toy_training_recipe
-from microvlm.train import checkpoint as ckpt
+from microvlm.io import layout
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import Crash, ToyPlugin, run_until_checkpoint, toy_training_recipe
 from microvlm.train import run
 from microvlm.train.state import RunState
 
@@ -113,7 +113,7 @@ def plotted(monkeypatch):
 def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
     tmp_path, plugins, monkeypatch, plotted, kill
 ):
-    from microvlm.loggers import JsonlLogger
+    from microvlm.loggers.sinks import JsonlLogger
 
     settings = {"epochs": 2, "save_every": 1}
     run(with_eval(tmp_path, plugins, "ref", **settings), plugins, progress=False)
@@ -137,7 +137,7 @@ def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
         with pytest.raises(Crash):
             run(recipe, plugins, progress=False)
         monkeypatch.setattr(JsonlLogger, "log", log)
-    meta = ckpt.load_meta(tmp_path / "out" / "checkpoint_step000003")
+    meta = layout.load_meta(tmp_path / "out" / "checkpoint_step000003")
     assert meta["metrics_rows"] == {"metrics.jsonl": 4}  # steps 1-3 and step 3's validation
     plotted.clear()
     run(recipe, plugins, progress=False)
@@ -148,7 +148,7 @@ def test_a_resumed_runs_metrics_and_loss_curve_read_as_if_it_never_stopped(
 
 
 def test_the_metrics_file_keeps_what_was_logged_up_to_the_checkpoint(tmp_path):
-    from microvlm.loggers import JsonlLogger, JsonlLoggerConfig
+    from microvlm.loggers.sinks import JsonlLogger, JsonlLoggerConfig
 
     lines = [json.dumps({"step": s, "loss": float(s)}) for s in (1, 2, 2, 3)] + ['{"step": 4, "lo']
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines))  # the last line cut by a kill

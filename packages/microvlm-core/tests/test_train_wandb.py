@@ -8,11 +8,11 @@ import pytest
 
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
-from microvlm.recipe import load_recipe
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.loggers.wandb_sink import WandbLoggerConfig, scrub
+from microvlm.recipes.load import load_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, toy_training_recipe
 from microvlm.train import run
-from microvlm.wandb_logger import WandbLoggerConfig, scrub
 
 
 class FakeRun:

@@ -7,11 +7,11 @@ import torch
 
 from microvlm import load_plugins
 from microvlm.data import Example, Segment
-from microvlm.models.text import IGNORE, collate_text
+from microvlm.data.text import IGNORE, collate_text
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import build_model_config
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import build_model_config
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin
 
 SECTION = {
     "encoder": {"name": "toy_encoder", "width": 16, "image_size": 32},

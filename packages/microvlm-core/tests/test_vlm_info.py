@@ -12,8 +12,8 @@ from microvlm import load_plugins, load_recipe
 from microvlm.cli import build_cli
 from microvlm.models.info import count_model, model_info, nf4_bytes
 from microvlm.models.vlm import MicroVLM
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin, toy_training_recipe
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin, toy_training_recipe
 
 
 @pytest.fixture(scope="module")

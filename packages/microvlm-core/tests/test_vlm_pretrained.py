@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 
 from microvlm import load_plugins
 from microvlm.data import Example, Segment
+from microvlm.data.text import collate_text
 from microvlm.errors import MicroVLMError, RecipeError
-from microvlm.models.text import collate_text
 from microvlm.models.vlm import MicroVLM
-from microvlm.recipe import build_model_config
-from microvlm.testing import tiny_llm_path
-from microvlm.toys import ToyPlugin
+from microvlm.recipes.load import build_model_config
+from microvlm.testing.fixtures import tiny_llm_path
+from microvlm.testing.toys import ToyPlugin
 
 if sys.version_info >= (3, 11):
     import tomllib

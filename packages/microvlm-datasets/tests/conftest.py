@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import microvlm
-from microvlm.structure import structure
+from microvlm.recipes.structure import structure
 from microvlm_datasets.shapes import generate
 
 

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import microvlm
-from microvlm.config import ComponentSpec, DataConfig
 from microvlm.data import Example, Segment
+from microvlm.data.sources import build_sources
 from microvlm.errors import MicroVLMError
-from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, build_sources, epoch_order
+from microvlm.recipes.config import ComponentSpec, DataConfig
+from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, epoch_order
 
 
 class Caption:

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 import microvlm
-from microvlm.config import ComponentSpec, DataConfig
 from microvlm.data import Example, Segment
+from microvlm.data.sources import build_sources
 from microvlm.errors import MicroVLMError
-from microvlm.train.data import BadDataMonitor, build_sources
+from microvlm.recipes.config import ComponentSpec, DataConfig
+from microvlm.train.data import BadDataMonitor
 
 Build = Callable[..., Any]
 

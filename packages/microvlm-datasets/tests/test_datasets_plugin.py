@@ -13,10 +13,10 @@ import pytest
 
 import microvlm
 import microvlm_datasets
-from microvlm._known import KNOWN_BUILTINS
 from microvlm.errors import MicroVLMError
-from microvlm.recipe import build_recipe, load_table
-from microvlm.structure import ConfigErrors, structure, unstructure
+from microvlm.plugins.known import KNOWN_BUILTINS
+from microvlm.recipes.load import build_recipe, load_table
+from microvlm.recipes.structure import ConfigErrors, structure, unstructure
 from microvlm_datasets.builders.base import MissingDataError
 
 DIST = "microvlm-datasets"

@@ -4,7 +4,7 @@ import pytest
 
 from microvlm import load_plugins
 from microvlm.errors import MicroVLMError
-from microvlm.structure import structure
+from microvlm.recipes.structure import structure
 
 
 def build(table):

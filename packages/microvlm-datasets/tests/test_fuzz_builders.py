@@ -5,7 +5,7 @@ one of them damaged: a field replaced by a random JSON value, deleted, wrapped o
 the file cut short, bytes flipped, or replaced by random bytes. The property: the builder loads
 (bad records counted in ``skipped``, every text a non-empty string, every image inside its
 folder), or raises a :class:`~microvlm.errors.MicroVLMError` naming the file — never another
-exception, never a hang. Hostile image bytes end in an :class:`~microvlm.data.samples.ImageError`,
+exception, never a hang. Hostile image bytes end in an :class:`~microvlm.contracts.samples.ImageError`,
 which training counts as a skip.
 
 Bounded for CI (a few seconds); a longer search: ``FUZZ_EXAMPLES=500 FUZZ_IMAGES=5000 pytest
@@ -33,10 +33,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import microvlm
+from microvlm.contracts.samples import ImageError, ImageProblem
 from microvlm.data import Example, ImageRef, Sample, Segment
-from microvlm.data.samples import ImageError, ImageProblem
+from microvlm.data.sources import Source
 from microvlm.errors import MicroVLMError
-from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, Source
+from microvlm.train.data import BadDataMonitor, Collate, EpochDataset
 
 DIST = "microvlm-datasets"
 BUILDERS = sorted(c.name for c in microvlm.load_plugins().components("dataset") if c.distribution == DIST)

@@ -15,8 +15,8 @@ from torch import nn
 
 import microvlm
 from microvlm.errors import MicroVLMError
-from microvlm.processors import ImageEvalProcessor
-from microvlm.structure import ConfigErrors, structure
+from microvlm.models.processors import ImageEvalProcessor
+from microvlm.recipes.structure import ConfigErrors, structure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -317,7 +317,7 @@ def test_timm_architecture_overrides_build_a_small_deit():
     import torch
 
     from microvlm import load_plugins
-    from microvlm.structure import structure
+    from microvlm.recipes.structure import structure
 
     component = load_plugins().get("encoder", "timm")
     table = {
@@ -339,7 +339,7 @@ def test_timm_architecture_overrides_build_a_small_deit():
 def test_architecture_overrides_refuse_timm_pretrained_weights():
     from microvlm import load_plugins
     from microvlm.errors import MicroVLMError
-    from microvlm.structure import structure
+    from microvlm.recipes.structure import structure
 
     component = load_plugins().get("encoder", "timm")
     config = structure({"pretrained": "timm", "depth": 2}, component.config_cls)

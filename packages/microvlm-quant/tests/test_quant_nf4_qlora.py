@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import microvlm
-from microvlm.llm import HFCausalLMConfig, LanguageModel
-from microvlm.testing import tiny_llm_path
+from microvlm.models.llm import HFCausalLMConfig, LanguageModel
+from microvlm.testing.fixtures import tiny_llm_path
 from microvlm_quant.config import NF4Config
 from microvlm_quant.nf4 import NF4Quantizer
 

@@ -10,7 +10,7 @@ import pytest
 
 import microvlm
 import microvlm_quant
-from microvlm.structure import ConfigErrors, structure
+from microvlm.recipes.structure import ConfigErrors, structure
 from microvlm_quant.config import NF4Config
 
 

@@ -11,7 +11,7 @@ import pytest
 import microvlm
 from microvlm.data import Box, ImageRef, Sample, Turn
 from microvlm.errors import MicroVLMError
-from microvlm.structure import ConfigErrors, structure
+from microvlm.recipes.structure import ConfigErrors, structure
 from microvlm_tasks.base import Task
 from microvlm_tasks.captioning import build_captioning, build_pretrain
 from microvlm_tasks.config import CaptioningConfig, PretrainConfig, VQAConfig

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from microvlm.data import ImageRef, Sample
-from microvlm.structure import ConfigErrors, structure
+from microvlm.recipes.structure import ConfigErrors, structure
 from microvlm_tasks.config import VQAConfig
 from microvlm_tasks.vqa import build_vqa, group_by_image
 

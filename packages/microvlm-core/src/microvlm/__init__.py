@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from microvlm.contracts.hookspecs import hookimpl
 from microvlm.errors import (
     DuplicateComponentError,
     MicroVLMError,
@@ -19,24 +20,23 @@ from microvlm.errors import (
     RecipeError,
     UnknownComponentError,
 )
-from microvlm.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from microvlm.models.processors import ImageEvalProcessor, ImageTrainProcessor
     from microvlm.models.vlm import MicroVLM
-    from microvlm.plugins import Component, Plugins, load_plugins, make_plugin_manager
-    from microvlm.processors import ImageEvalProcessor, ImageTrainProcessor
-    from microvlm.recipe import load_recipe
+    from microvlm.plugins.manager import Component, Plugins, load_plugins, make_plugin_manager
+    from microvlm.recipes.load import load_recipe
 
 #: public name -> the module that defines it, imported on first access
 _LAZY = {
-    "Component": "microvlm.plugins",
-    "Plugins": "microvlm.plugins",
-    "load_plugins": "microvlm.plugins",
-    "make_plugin_manager": "microvlm.plugins",
-    "load_recipe": "microvlm.recipe",
+    "Component": "microvlm.plugins.manager",
+    "Plugins": "microvlm.plugins.manager",
+    "load_plugins": "microvlm.plugins.manager",
+    "make_plugin_manager": "microvlm.plugins.manager",
+    "load_recipe": "microvlm.recipes.load",
     "MicroVLM": "microvlm.models.vlm",
-    "ImageEvalProcessor": "microvlm.processors",
-    "ImageTrainProcessor": "microvlm.processors",
+    "ImageEvalProcessor": "microvlm.models.processors",
+    "ImageTrainProcessor": "microvlm.models.processors",
 }
 
 

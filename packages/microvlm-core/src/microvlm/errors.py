@@ -25,7 +25,7 @@ class FieldValueError(ValueError):
     """Raised by config validators: a value of the right type that breaks a rule.
 
     Carries the field name so the message lands on ``section.field`` in the recipe. It lives
-    here, not in :mod:`microvlm.structure`, so config modules can raise it without importing
+    here, not in :mod:`microvlm.recipes.structure`, so config modules can raise it without importing
     cattrs (plugin discovery and ``microvlm --help`` stay fast).
     """
 

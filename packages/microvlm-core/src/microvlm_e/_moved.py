@@ -29,7 +29,7 @@ MOVED: dict[str, str] = {
     "microvlm_e.common.config": "configs are TOML recipes: `microvlm.load_recipe`, `microvlm recipe check`",
     "microvlm_e.common.registry": "plugins are entry points: `microvlm.load_plugins()`, `microvlm plugins`",
     "microvlm_e.common.dist_utils": "use `microvlm run RECIPE --nproc N` (`microvlm.train.dist`)",
-    "microvlm_e.common.logger": "use `logging` and the recipe's `run.loggers` (`microvlm.loggers`)",
+    "microvlm_e.common.logger": "use `logging` and the recipe's `run.loggers` (`microvlm.loggers.sinks`)",
     "microvlm_e.common.optims": "set the recipe's `run.lr`, `run.warmup_steps` (`microvlm.train.schedule`)",
     "microvlm_e.datasets": "use the microvlm-datasets package (`microvlm_datasets`), a recipe's [[data]]",
     "microvlm_e.runners": "use `microvlm run RECIPE` (`microvlm.train`)",

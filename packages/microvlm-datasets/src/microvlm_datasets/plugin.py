@@ -12,7 +12,7 @@ from microvlm_datasets import config as c
 if TYPE_CHECKING:
     import click
 
-    from microvlm.plugins import Register
+    from microvlm.plugins.manager import Register
 
 # name -> (builder "module:callable" called as builder(config, name), config class, description)
 BUILDERS: dict[str, tuple[str, type, str]] = {

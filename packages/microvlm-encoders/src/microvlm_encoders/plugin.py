@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from microvlm import hookimpl
-from microvlm.plugins import Register
+from microvlm.plugins.manager import Register
 from microvlm_encoders.config import DEIT_MODELS, EncoderConfig, TimmEncoderConfig
 from microvlm_encoders.factories import TimmEncoderFactory
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from microvlm.hookspecs import hookimpl
-from microvlm.plugins import Register
+from microvlm.contracts.hookspecs import hookimpl
+from microvlm.plugins.manager import Register
 from microvlm_tasks.aokvqa import build_aokvqa_da, build_aokvqa_mc
 from microvlm_tasks.captioning import build_captioning, build_pretrain
 from microvlm_tasks.config import (

@@ -17,7 +17,7 @@ import click
 
 from microvlm.cli import demo_cmd, info_cmd, model_cmds, plugins_cmd, recipe_cmd
 from microvlm.errors import MicroVLMError
-from microvlm.plugins import (
+from microvlm.plugins.manager import (
     CORE_DISTRIBUTION,
     BrokenPlugin,
     Plugins,

@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from microvlm.cli.infer_inputs import max_new_tokens_option
 from microvlm.errors import MicroVLMError
-from microvlm.plugins import Plugins
+from microvlm.plugins.manager import Plugins
 
 DEMO_RECIPE = "recipes/demo.toml"
 DEMO_CHECKPOINT = "output/demo/stage4/checkpoint_final"
-
-
-def print_results(path: Path) -> None:
-    """The results table of a ``results.json`` (VQA with its baseline, captions, grounding)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from microvlm.cli.literal import add_literal_row, literal
-
-    summary = json.loads(path.read_text())
-    table = Table("task", "metric", "value", "majority baseline", title=literal(path))
-    for task, metrics in summary.items():
-        if task in ("entries", "wall_seconds") or not isinstance(metrics, dict):
-            continue
-        if "by_question_type" in metrics:
-            add_literal_row(
-                table, task, "accuracy", _fmt(metrics.get("accuracy")), _fmt(metrics.get("majority_baseline"))
-            )
-            for kind, values in sorted(metrics["by_question_type"].items()):
-                add_literal_row(
-                    table,
-                    "",
-                    f"  {kind}",
-                    _fmt(values.get("accuracy")),
-                    _fmt(values.get("majority_baseline")),
-                )
-            continue
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)):
-                add_literal_row(table, task, name, _fmt(value), "")
-    if "wall_seconds" in summary:
-        add_literal_row(table, "", "wall seconds", f"{summary['wall_seconds']:.0f}", "")
-    Console().print(table)
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @click.command("demo")
@@ -80,7 +42,7 @@ def demo_command(
         answerer.answer([picture], [prompt], stream=True)
         return
     from microvlm.cli.recipe_cmd import dispatch
-    from microvlm.recipe import load_recipe
+    from microvlm.recipes.load import load_recipe
 
     if not Path(recipe).is_file():
         raise MicroVLMError(f"{recipe}: not found; run microvlm demo from the repository root")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from microvlm.cli.literal import add_literal_row, literal
-from microvlm.plugins import Plugins
+from microvlm.plugins.manager import Plugins
 
 
 @click.command("model-info")
@@ -35,9 +35,9 @@ def model_info_command(plugins: Plugins, recipe_path: str, as_json: bool, overri
       microvlm model-info recipes/stage2_lora.toml
       microvlm model-info recipes/qlora_training.toml --json --set model.encoder.name=diet_small
     """
-    from microvlm.config import Pipeline
     from microvlm.models.info import model_info
-    from microvlm.recipe import load_recipe
+    from microvlm.recipes.config import Pipeline
+    from microvlm.recipes.load import load_recipe
 
     recipe = load_recipe(recipe_path, plugins, list(overrides))
     stages = [s.recipe for s in recipe.stages] if isinstance(recipe, Pipeline) else [recipe]

@@ -21,7 +21,7 @@ from microvlm.cli.infer_inputs import (
     read_image,
 )
 from microvlm.errors import MicroVLMError
-from microvlm.plugins import Plugins
+from microvlm.plugins.manager import Plugins
 
 __all__ = ["Answerer", "eval_command", "infer_command", "load_model", "read_image"]
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def _model_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
-    from microvlm.recipe import parse_override
+    from microvlm.recipes.load import parse_override
 
     return dict(parse_override(p) for p in pairs)
 
@@ -54,9 +54,9 @@ def _model_set_option(f):  # type: ignore[no-untyped-def]
 
 
 def _eval_entries(plugins: Plugins, checkpoint: str, recipe_path: str | None) -> tuple[list, str]:
-    from microvlm.config import Pipeline
-    from microvlm.recipe import load_recipe
-    from microvlm.train.checkpoint import load_meta, resolve_checkpoint
+    from microvlm.io.layout import load_meta, resolve_checkpoint
+    from microvlm.recipes.config import Pipeline
+    from microvlm.recipes.load import load_recipe
 
     if recipe_path is None:
         directory = resolve_checkpoint(checkpoint)
@@ -123,7 +123,7 @@ def eval_command(
       microvlm eval --checkpoint output/stage4/checkpoint_final --tasks vqa captioning grounding \
         --output-dir eval/
     """
-    from microvlm.evaluate import evaluate, with_split
+    from microvlm.eval.evaluate import evaluate, with_split
 
     entries, source = _eval_entries(plugins, checkpoint, recipe_path)
     tasks = tuple(t for group in tasks for t in group.split())  # "--tasks vqa captioning" works too
@@ -174,7 +174,7 @@ class Answerer:
     """A loaded model plus its processor and generation settings."""
 
     def __init__(self, model: Any, settings: dict[str, Any]) -> None:
-        from microvlm.processors import ImageEvalProcessor
+        from microvlm.models.processors import ImageEvalProcessor
 
         self.model = model
         self.processor = ImageEvalProcessor.from_data_config(model.encoder.data_config)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from microvlm.cli.literal import add_literal_row
-from microvlm.plugins import Plugins
+from microvlm.plugins.manager import Plugins
 
 
 def plugin_rows(plugins: Plugins) -> list[dict[str, Any]]:

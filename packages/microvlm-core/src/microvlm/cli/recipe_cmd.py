@@ -15,8 +15,8 @@ import click
 from microvlm.errors import MicroVLMError, RecipeError
 
 if TYPE_CHECKING:
-    from microvlm.config import Pipeline, Recipe
-    from microvlm.plugins import Plugins
+    from microvlm.plugins.manager import Plugins
+    from microvlm.recipes.config import Pipeline, Recipe
 
 # The recipe schema and reader (cattrs) are imported inside the commands: `microvlm --help`
 # does not need them.
@@ -45,7 +45,7 @@ def collect_overrides(
     lora_r: int | None = None,
 ) -> list[str]:
     """The seed's shorthands and legacy keys, turned into ``--set`` overrides."""
-    from microvlm.recipe import translate_legacy
+    from microvlm.recipes.load import translate_legacy
 
     out: list[str] = []
     for text in overrides:
@@ -115,13 +115,13 @@ def _load(path: str, plugins: Plugins, overrides: list[str]) -> Recipe | Pipelin
             else " See recipes/ for the TOML recipes."
         )
         raise RecipeError(f"{path}: train.py's YAML configs are now TOML recipes.{hint}")
-    from microvlm.recipe import load_recipe
+    from microvlm.recipes.load import load_recipe
 
     return load_recipe(path, plugins, overrides, check_output_dir=True)
 
 
 def _summary(recipe: Recipe | Pipeline) -> str:
-    from microvlm.config import Pipeline
+    from microvlm.recipes.config import Pipeline
 
     if isinstance(recipe, Pipeline):
         names = " -> ".join(s.recipe.run.name for s in recipe.stages)
@@ -169,8 +169,8 @@ def resolved_toml(recipe: Recipe | Pipeline) -> str:
     """The resolved recipe as TOML text; a pipeline prints each stage after a header comment."""
     import tomli_w
 
-    from microvlm.config import Recipe
-    from microvlm.recipe import recipe_to_table
+    from microvlm.recipes.config import Recipe
+    from microvlm.recipes.load import recipe_to_table
 
     if isinstance(recipe, Recipe):
         return tomli_w.dumps(recipe_to_table(recipe))
@@ -288,7 +288,7 @@ def dispatch(recipe: Recipe | Pipeline, plugins: Plugins) -> None:
     final = runner.run(recipe, plugins)
     results = final.parent / "results.json"
     if results.is_file():
-        from microvlm.cli.demo_cmd import print_results
+        from microvlm.cli.results_table import print_results
 
         print_results(results)
     click.echo(f"final checkpoint: {final}", err=True)

@@ -1,5 +1,7 @@
-"""Data types shared by dataset plugins and task plugins (neither imports the other)."""
+"""Data: the sample types shared by dataset and task plugins (defined with the contracts, in
+:mod:`microvlm.contracts.samples`, re-exported here), text collation (:mod:`.text`) and the
+sources built from recipe entries (:mod:`.sources`)."""
 
-from microvlm.data.samples import Box, Example, ImageRef, Sample, Segment, Turn
+from microvlm.contracts.samples import Box, Example, ImageRef, Sample, Segment, Turn
 
 __all__ = ["Box", "Example", "ImageRef", "Sample", "Segment", "Turn"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from microvlm.models.qformer_config import QFormerConfig, build_qformer
+from microvlm.models.qformer_config import QFormerConfig
 
 _LAZY = {
     "QFormer": "microvlm.models.qformer",
     "QFormerOutput": "microvlm.models.qformer",
     "Projection": "microvlm.models.projection",
+    "build_qformer": "microvlm.models.qformer",
 }
 
 

@@ -26,8 +26,8 @@ from torch import nn
 from microvlm.errors import MicroVLMError
 
 if TYPE_CHECKING:
-    from microvlm.config import ModelConfig
     from microvlm.models.vlm import MicroVLM
+    from microvlm.recipes.config import ModelConfig
 
 PARTS = ("encoder", "bridge", "projection", "llm", "lora")
 NF4_BLOCK = 64  # weights per 4-bit block (bitsandbytes' default for NF4 in transformers)

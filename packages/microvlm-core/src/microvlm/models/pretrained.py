@@ -37,8 +37,8 @@ import torch
 from microvlm.errors import MicroVLMError
 
 if TYPE_CHECKING:
-    from microvlm.config import ModelConfig
     from microvlm.models.vlm import MicroVLM
+    from microvlm.recipes.config import ModelConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,7 +61,7 @@ _SHOWN = 8  # key names listed in an error before "(+N more)"
 
 def model_table(config: ModelConfig) -> dict[str, Any]:
     """The resolved ``[model]`` table of ``config`` (defaults included), as checkpoints store it."""
-    from microvlm.structure import unstructure
+    from microvlm.recipes.structure import unstructure
 
     def component(spec: Any) -> dict[str, Any]:
         return {"name": spec.name, **unstructure(spec.config)}
@@ -76,7 +76,7 @@ def model_table(config: ModelConfig) -> dict[str, Any]:
 
 def apply_options(table: dict[str, Any], options: Mapping[str, Any], source: str) -> None:
     """Set ``--set``-style ``{"bridge.num_layers": 2}`` entries in a ``[model]`` table, in place."""
-    from microvlm.recipe import Table, set_path
+    from microvlm.recipes.load import Table, set_path
 
     wrapped = Table(table, {}, source)
     for key, value in options.items():
@@ -167,7 +167,7 @@ def load_model_weights(
 
 def _check_target(target: Path) -> None:
     """Refuse to replace a folder that is not a previous export (``save_pretrained(".")``)."""
-    from microvlm.train.checkpoint import WEIGHTS
+    from microvlm.io.layout import WEIGHTS
 
     if not target.exists():
         return
@@ -214,8 +214,8 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
     import tomli_w
     from safetensors.torch import save_file
 
+    from microvlm.io.layout import META, WEIGHTS, atomic_directory
     from microvlm.models.weights import weights_to_save
-    from microvlm.train.checkpoint import META, WEIGHTS, atomic_directory
 
     if weights not in ("trainable", "all"):
         raise ValueError(f'weights must be "trainable" or "all", got {weights!r}')
@@ -263,7 +263,7 @@ def save_pretrained(model: MicroVLM, directory: str | Path, weights: Weights = "
 def read_meta(directory: Path) -> dict[str, Any]:
     """``trainer.json`` of a checkpoint or export, ``{}`` when there is none; a damaged one is a
     :class:`~microvlm.train.checkpoint.CheckpointError` naming it."""
-    from microvlm.train.checkpoint import META, load_meta
+    from microvlm.io.layout import META, load_meta
 
     return load_meta(directory) if (directory / META).is_file() else {}
 
@@ -335,9 +335,9 @@ def load_pretrained(
     The directory is untrusted: its ``model.toml`` cannot enable code execution
     (:func:`distrust`); ``overrides`` are the caller's own and may.
     """
-    from microvlm.plugins import load_plugins
-    from microvlm.recipe import build_model_config
-    from microvlm.train.checkpoint import load_weights, resolve_checkpoint
+    from microvlm.io.layout import load_weights, resolve_checkpoint
+    from microvlm.plugins.manager import load_plugins
+    from microvlm.recipes.load import build_model_config
 
     directory = resolve_checkpoint(path)
     table_file = directory / MODEL_TABLE

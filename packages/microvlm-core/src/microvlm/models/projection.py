@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from microvlm.config import ProjectionConfig
+from microvlm.recipes.config import ProjectionConfig
 
 Activation = Literal["gelu", "silu", "relu"]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -245,4 +246,9 @@ class QFormer(nn.Module):
         return QFormerOutput(queries=x, cross_attentions=maps if return_attentions else None)
 
 
-__all__ = ["QFormer", "QFormerConfig", "QFormerOutput"]
+def build_qformer(config: QFormerConfig, *, encoder_dim: int, **_: Any) -> QFormer:
+    """Bridge factory: ``factory(config, encoder_dim=D_v)`` -> :class:`QFormer`."""
+    return QFormer(config, encoder_dim=encoder_dim)
+
+
+__all__ = ["QFormer", "QFormerConfig", "QFormerOutput", "build_qformer"]

@@ -1,17 +1,15 @@
-"""Configuration of the Q-Former bridge, and its factory.
+"""Configuration of the Q-Former bridge.
 
-This module imports only ``attrs`` so that ``microvlm.plugin`` can register the bridge
-without importing torch; :func:`build_qformer` imports the model inside.
+This module imports only ``attrs`` so that :mod:`microvlm.core_components` can register the
+bridge without importing torch; the factory, :func:`microvlm.models.qformer.build_qformer`,
+is imported when the bridge is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
-
-if TYPE_CHECKING:
-    from microvlm.models.qformer import QFormer
 
 
 def _at_least_one(_: Any, attribute: attrs.Attribute, value: int) -> None:
@@ -73,11 +71,4 @@ class QFormerConfig:
         return tuple(i for i in range(self.num_layers) if i % self.cross_attention_freq == 0)
 
 
-def build_qformer(config: QFormerConfig, *, encoder_dim: int, **_: Any) -> QFormer:
-    """Bridge factory: ``factory(config, encoder_dim=D_v)`` -> :class:`QFormer`."""
-    from microvlm.models.qformer import QFormer
-
-    return QFormer(config, encoder_dim=encoder_dim)
-
-
-__all__ = ["QFormerConfig", "build_qformer"]
+__all__ = ["QFormerConfig"]

@@ -22,9 +22,9 @@ import attrs
 import torch
 from torch import nn
 
-from microvlm.config import ModelConfig
+from microvlm.data.text import IGNORE, fit_new_tokens, generation_room, left_pad_prompts
 from microvlm.models.projection import Projection
-from microvlm.models.text import IGNORE, fit_new_tokens, generation_room, left_pad_prompts
+from microvlm.recipes.config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class MicroVLM(nn.Module):
         device: str | None = None,
     ) -> None:
         super().__init__()
-        from microvlm.plugins import load_plugins
+        from microvlm.plugins.manager import load_plugins
 
         plugins = load_plugins() if plugins is None else plugins
         if config is None:
@@ -261,8 +261,7 @@ class MicroVLM(nn.Module):
     @property
     def max_positions(self) -> int | None:
         """The LLM's ``max_position_embeddings`` (image + prompt + answer), None if it has none."""
-        value = getattr(getattr(self.llm, "hf_config", None), "max_position_embeddings", None)
-        return int(value) if value else None
+        return self.llm.max_positions
 
     @torch.no_grad()
     def generate_ids(
@@ -282,9 +281,7 @@ class MicroVLM(nn.Module):
         self.eval()
         try:
             embeds, mask = self._generation_inputs(images.to(self.device), input_ids, attention_mask)
-            return self.llm.model.generate(
-                inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, **generate_kwargs
-            )  # (B, new tokens): only generated ids come back for inputs_embeds
+            return self.llm.generate(embeds, mask, **generate_kwargs)  # (B, new tokens)
         finally:
             self.train(was_training)
 
@@ -325,8 +322,8 @@ class MicroVLM(nn.Module):
         Names absent from the model and tensors of another shape raise :class:`MicroVLMError`
         listing them; nothing is loaded then.
         """
+        from microvlm.io.layout import load_weights
         from microvlm.models.pretrained import load_model_weights
-        from microvlm.train.checkpoint import load_weights
 
         return load_model_weights(self, load_weights(path), str(path))
 
@@ -388,7 +385,7 @@ def seed_model_config(
     """The seed's ``MicroVLM(vision_encoder=..., llm_model=..., use_lora=..., lora_r=...)``;
     ``options`` sets other ``[model]`` values (``{"encoder.pretrained": "none"}``)."""
     from microvlm.models.pretrained import apply_options
-    from microvlm.recipe import build_model_config
+    from microvlm.recipes.load import build_model_config
 
     if use_lora and use_qlora:
         raise ValueError("use_lora and use_qlora are exclusive (QLoRA already includes LoRA)")
@@ -405,7 +402,7 @@ def seed_model_config(
 def with_options(config: ModelConfig, options: Mapping[str, Any], plugins: Any) -> ModelConfig:
     """``config`` with ``--set``-style ``{"bridge.num_layers": 2}`` changes, validated again."""
     from microvlm.models.pretrained import apply_options, model_table
-    from microvlm.recipe import build_model_config
+    from microvlm.recipes.load import build_model_config
 
     table = model_table(config)
     apply_options(table, options, "MicroVLM(options=...)")

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from microvlm.config import Pipeline, Recipe
+from microvlm.recipes.config import Pipeline, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
     """
     import time
 
+    from microvlm.eval.final_eval import RESULTS, add_wall_seconds
     from microvlm.train.dist import DistInfo
-    from microvlm.train.final_eval import RESULTS, add_wall_seconds
 
     start, started_at = time.perf_counter(), time.time()
     dist = DistInfo.from_env()
@@ -41,7 +41,7 @@ def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
 
 
 def _run(recipe: Recipe | Pipeline, plugins: Any, dist: Any, progress: bool) -> Path:
-    from microvlm.train.checkpoint import FINAL
+    from microvlm.io.layout import FINAL
     from microvlm.train.loop import train_stage
 
     if isinstance(recipe, Recipe):

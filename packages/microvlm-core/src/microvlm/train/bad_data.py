@@ -14,14 +14,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from microvlm.data.sources import MAX_EXAMPLES, reasons_text
 from microvlm.errors import MicroVLMError
 
 if TYPE_CHECKING:
-    from microvlm.train.data import Batch, Source
+    from microvlm.data.sources import Source
+    from microvlm.train.data import Batch
 
 logger = logging.getLogger("microvlm.train.data")  # where users (and their log filters) find these
-
-MAX_EXAMPLES = 5  # bad files named per dataset in logs and errors
 
 
 class BadDataMonitor:
@@ -222,10 +222,6 @@ def merge_counts(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if "names" in first:
         merged["names"] = list(first["names"])
     return merged
-
-
-def reasons_text(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 __all__ = ["MAX_EXAMPLES", "BadDataMonitor", "merge_counts", "reasons_text"]

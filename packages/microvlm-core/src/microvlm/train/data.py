@@ -31,101 +31,22 @@ from __future__ import annotations
 import logging
 import random
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 import torch
 
-from microvlm.config import DataConfig
-from microvlm.data import Example, Sample
-from microvlm.data.samples import ImageError
+from microvlm.contracts.samples import ImageError
+from microvlm.data import Example
+from microvlm.data.sources import Source
+from microvlm.data.text import TextBatch, collate_text
 from microvlm.errors import MicroVLMError
-from microvlm.models.text import TextBatch, collate_text
-from microvlm.train.bad_data import MAX_EXAMPLES, BadDataMonitor, merge_counts, reasons_text
+from microvlm.train.bad_data import BadDataMonitor, merge_counts
 
 logger = logging.getLogger(__name__)
 
 MAX_REPLACEMENTS = 16  # samples tried in place of a bad one before the dataset is declared unreadable
-
-
-@attrs.frozen
-class Source:
-    """One built ``[[data]]`` entry."""
-
-    name: str  # "vqav2/vqa": dataset/task, for logs
-    samples: Sequence[Sample]
-    task: Any
-    weight: float
-    skipped: Mapping[str, int] = attrs.field(factory=dict)  # reason -> records left out while loading
-    skipped_examples: tuple[str, ...] = ()  # where some of them are
-    records: int = 0  # annotation records read while loading, kept or skipped (0: unknown)
-
-
-class _Head(Sequence[Sample]):
-    """The first ``n`` samples of an indexable builder, without copying them."""
-
-    def __init__(self, samples: Sequence[Sample], n: int) -> None:
-        self.samples = samples
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if not -self.n <= i < self.n:
-            raise IndexError(f"sample {i} out of range ({self.n} samples)")
-        return self.samples[i % self.n]
-
-
-def _indexable(builder: Any) -> bool:
-    indexable = hasattr(builder, "__len__") and hasattr(builder, "__getitem__")
-    return indexable and not isinstance(builder, Mapping)
-
-
-def build_sources(
-    entries: Sequence[DataConfig], plugins: Any, limit: int = 0, *, train: bool = False
-) -> list[Source]:
-    """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each.
-
-    An indexable builder (``len`` and ``builder[i]``) is kept as the sample sequence; any
-    other is read into a list. For training (``train``), a task with a ``training_samples``
-    method gets the entry's samples and returns the ones to train on (the vqa task can put
-    several questions about one image into one sample); evaluation always sees them as built.
-    """
-    sources = []
-    for entry in entries:
-        builder = plugins.build("dataset", entry.dataset.name, entry.dataset.config)
-        samples: Sequence[Sample]
-        if _indexable(builder):
-            n = len(builder)  # loads the annotations / indexes the shards, here, before workers fork
-            samples = _Head(builder, min(n, limit)) if limit and limit < n else builder
-        else:
-            materialised: list[Sample] = []
-            for sample in builder:
-                materialised.append(sample)
-                if limit and len(materialised) >= limit:
-                    break
-            samples = materialised
-        name = f"{entry.dataset.name}/{entry.task.name}"
-        skipped = dict(getattr(builder, "skipped", {}) or {})
-        examples = tuple(
-            where for found in (getattr(builder, "skipped_examples", {}) or {}).values() for where in found
-        )[:MAX_EXAMPLES]
-        if not len(samples):
-            unreadable = f" ({reasons_text(skipped)} left out, e.g. {examples[0]})" if examples else ""
-            raise MicroVLMError(
-                f"data entry {name}: the dataset yielded no samples{unreadable}; check its root and split"
-            )
-        task = plugins.build("task", entry.task.name, entry.task.config)
-        regroup = getattr(task, "training_samples", None) if train else None
-        if regroup is not None:
-            samples = regroup(samples)
-        records = int(getattr(builder, "records_read", 0) or 0)  # COCO: captions and images
-        sources.append(Source(name, samples, task, entry.weight, skipped, examples, records))
-    return sources
 
 
 def epoch_order(sources: Sequence[Source], epoch: int, seed: int) -> list[tuple[int, int]]:
@@ -320,15 +241,12 @@ class StepSampler(torch.utils.data.Sampler[list[int]]):
 
 
 __all__ = [  # BadDataMonitor and merge_counts live in bad_data; imported from here too
-    "MAX_EXAMPLES",
     "BadDataMonitor",
     "Batch",
     "Collate",
     "EpochDataset",
     "Item",
-    "Source",
     "StepSampler",
-    "build_sources",
     "epoch_order",
     "merge_counts",
 ]

@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from microvlm.config import RunConfig
 from microvlm.errors import MicroVLMError
+from microvlm.recipes.config import RunConfig
 from microvlm.train.dist import DistInfo
 
 logger = logging.getLogger("microvlm.train.loop")

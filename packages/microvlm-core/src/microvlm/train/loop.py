@@ -32,14 +32,15 @@ from typing import Any
 import attrs
 import torch
 
-from microvlm.config import ModelConfig, Recipe
+from microvlm.data.sources import build_sources
 from microvlm.errors import MicroVLMError
+from microvlm.eval.final_eval import final_evaluation
+from microvlm.io import layout
 from microvlm.models.vlm import MicroVLM
 from microvlm.models.weights import apply_weights
-from microvlm.train import checkpoint as ckpt
-from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, build_sources, epoch_order
+from microvlm.recipes.config import ModelConfig, Recipe
+from microvlm.train.data import BadDataMonitor, Collate, EpochDataset, StepSampler, epoch_order
 from microvlm.train.dist import DistInfo
-from microvlm.train.final_eval import final_evaluation
 from microvlm.train.guards import NonFiniteGuard, check_weights
 from microvlm.train.schedule import make_optimizer, make_scheduler
 from microvlm.train.validation import image_token_spread, validation_loss, warn_if_blind
@@ -112,7 +113,7 @@ class _StopFlag:
 
 def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, progress: bool = True) -> Path:
     """Train one stage; returns the final checkpoint directory."""
-    from microvlm.processors import ImageEvalProcessor
+    from microvlm.models.processors import ImageEvalProcessor
     from microvlm.train.reporting import Reporter
     from microvlm.train.state import RunState, gather_bad_data, gather_rank_rng, restore_bad_data
 
@@ -133,7 +134,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
     model = MicroVLM.from_config(with_gradient_checkpointing(recipe), plugins)
     model.set_trainable(run.train)
     if run.init_from:
-        n = apply_weights(model, ckpt.load_weights(run.init_from), run.init_from)
+        n = apply_weights(model, layout.load_weights(run.init_from), run.init_from)
         logger.info("initialised %d tensors from %s", n, run.init_from)
     model.to(device)
     tokenizer = model.tokenizer
@@ -162,7 +163,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             or state
         )
         if state.saved:
-            restore_bad_data(monitor, state.saved, dist, ckpt.step_dir(out, state.step) / ckpt.META)
+            restore_bad_data(monitor, state.saved, dist, layout.step_dir(out, state.step) / layout.META)
     guard = NonFiniteGuard(run, dist, skipped=int(state.saved.get("nonfinite_steps", 0)))
     train_model = wrap_ddp(model, device) if dist.world > 1 else model
 
@@ -275,7 +276,7 @@ def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, prog
             reporter.log_eval(scores, state.step)
             if dist.is_main:
                 warn_if_blind(scores)
-        final = out / ckpt.FINAL
+        final = out / layout.FINAL
         check_weights(model, state.step, run)  # never a final checkpoint of NaN weights
         if dist.is_main:
             state.save_final(final, model, recipe, plugins)

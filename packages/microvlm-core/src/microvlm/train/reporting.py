@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from microvlm.config import Recipe
+from microvlm.recipes.config import Recipe
 from microvlm.train.dist import DistInfo
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def env_loggers(recipe: Recipe, plugins: Any) -> list[Any]:
     """Loggers the environment turns on: ``wandb`` (with its defaults) when ``WANDB_PROJECT``
     is set and the recipe does not list it already."""
-    from microvlm.config import ComponentSpec
+    from microvlm.recipes.config import ComponentSpec
 
     if not os.environ.get("WANDB_PROJECT") or any(s.name == "wandb" for s in recipe.loggers):
         return []
@@ -46,7 +46,7 @@ class Reporter:
         self._reset()
         if not dist.is_main:
             return
-        from microvlm.recipe import recipe_to_table
+        from microvlm.recipes.load import recipe_to_table
 
         out = Path(self.run.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ class Reporter:
     def loss_curve(self) -> list[tuple[int, float]]:
         """The whole run's ``(step, loss)``: from a metrics file that keeps history across resumes
         (``metrics.jsonl``), else what this process logged."""
-        from microvlm.loggers import JsonlLogger
+        from microvlm.loggers.sinks import JsonlLogger
 
         for lg in self.loggers:
             if isinstance(lg, JsonlLogger):

@@ -29,8 +29,8 @@ from typing import Any
 
 import attrs
 
-from microvlm.config import RunConfig
 from microvlm.errors import MicroVLMError
+from microvlm.recipes.config import RunConfig
 
 logger = logging.getLogger("microvlm.train.state")
 

@@ -9,9 +9,10 @@ from typing import Any
 import attrs
 import torch
 
-from microvlm.config import Recipe, RunConfig
 from microvlm.errors import MicroVLMError
+from microvlm.io import layout
 from microvlm.models.weights import weights_to_save
+from microvlm.recipes.config import Recipe, RunConfig
 from microvlm.train import checkpoint as ckpt
 from microvlm.train.data import BadDataMonitor, merge_counts
 from microvlm.train.dist import DistInfo
@@ -80,7 +81,7 @@ class RunState:
             "rng": rng,
         }
         meta = {**self.meta(recipe, plugins), **(extra or {})}
-        path = ckpt.save_checkpoint(ckpt.step_dir(out, self.step), weights_to_save(model), state, meta)
+        path = ckpt.save_checkpoint(layout.step_dir(out, self.step), weights_to_save(model), state, meta)
         ckpt.prune(out, keep_last)
         logger.info("saved %s", path)
         return path
@@ -89,7 +90,7 @@ class RunState:
         """``checkpoint_final``: trainable weights + the model table to rebuild the model."""
         import tomli_w
 
-        from microvlm.recipe import recipe_to_table
+        from microvlm.recipes.load import recipe_to_table
 
         model_table = tomli_w.dumps({"model": recipe_to_table(recipe)["model"]})
         ckpt.save_checkpoint(
@@ -145,7 +146,7 @@ class RunState:
             ckpt.set_rng_state(state["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise MicroVLMError(
-                f"{path / ckpt.STATE}: does not fit this run ({exc}); was run.train or the model changed "
+                f"{path / layout.STATE}: does not fit this run ({exc}); was run.train or the model changed "
                 "since it was written? Use a new run.output_dir to start over."
             ) from None
         _set_rank_rng(state["rng"].get("by_rank"), dist, path)

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from microvlm.config import Recipe
+from microvlm.data.sources import build_sources
 from microvlm.models.vlm import MicroVLM
-from microvlm.train.data import Collate, EpochDataset, build_sources
+from microvlm.recipes.config import Recipe
+from microvlm.train.data import Collate, EpochDataset
 from microvlm.train.dist import DistInfo
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 ``write_tokenizer(out)`` reads the captions, questions, answers, referring expressions and
 conversations of the train split and writes ``out/tokenizer/``: a ChatML byte-level BPE
-tokenizer (Qwen2.5's pipeline, see :mod:`microvlm.llm.tokenizer`). The offline demo's
+tokenizer (Qwen2.5's pipeline, see :mod:`microvlm.models.llm.tokenizer`). The offline demo's
 language model uses it; any text still encodes through the byte alphabet.
 """
 
@@ -47,7 +47,7 @@ def corpus(out: Path) -> Iterator[str]:
 
 def write_tokenizer(out: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
     """Train the tokenizer on ``out``'s texts and save it to ``out/tokenizer``."""
-    from microvlm.llm.tokenizer import train_chatml_tokenizer
+    from microvlm.models.llm.tokenizer import train_chatml_tokenizer
 
     out = Path(out)
     return train_chatml_tokenizer(corpus(out), out / TOKENIZER_DIR, vocab_size=vocab_size)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from microvlm.errors import MicroVLMError
-from microvlm.llm.config import HFCausalLMConfig
-from microvlm.llm.fused import frozen_head_cross_entropy, use_lean_mlps
+from microvlm.models.llm.config import HFCausalLMConfig
+from microvlm.models.llm.fused import frozen_head_cross_entropy, use_lean_mlps
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,12 @@ class LanguageModel(nn.Module):
         return int(self.base_model.get_input_embeddings().embedding_dim)
 
     @property
+    def max_positions(self) -> int | None:
+        """``max_position_embeddings`` of the decoder (image + prompt + answer), None without one."""
+        value = getattr(self.hf_config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    @property
     def vocab_size(self) -> int:
         """Rows of the input embedding (may exceed ``len(tokenizer)``, as Qwen's does)."""
         return int(self.base_model.get_input_embeddings().num_embeddings)
@@ -199,6 +205,14 @@ class LanguageModel(nn.Module):
         """
         return self(inputs_embeds, attention_mask, past_key_values, use_cache, position_ids)
 
+    def generate(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        """New token ids ``[B, T_new]`` after left-padded ``inputs_embeds`` ``[B, T, D_l]``
+        (transformers' ``generate``: for ``inputs_embeds`` only the new ids come back)."""
+        embeds = inputs_embeds.to(self.dtype)
+        return self.model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states ``[..., D_l]`` -> logits ``[..., V]`` (the output projection only)."""
         head = self.base_model.get_output_embeddings()
@@ -208,7 +222,7 @@ class LanguageModel(nn.Module):
         """Mean cross-entropy of the logits of ``hidden [M, D_l]`` against ``labels [M]``.
 
         With a frozen floating-point head and a gradient to compute, the logits are made and
-        dropped chunk by chunk (:func:`~microvlm.llm.fused.frozen_head_cross_entropy`): the
+        dropped chunk by chunk (:func:`~microvlm.models.llm.fused.frozen_head_cross_entropy`): the
         ``[M, V]`` logits are never kept for backward. Otherwise ``lm_head`` + cross-entropy.
         """
         head = self.base_model.get_output_embeddings()

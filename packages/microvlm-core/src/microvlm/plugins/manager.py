@@ -25,14 +25,15 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import pluggy
 
-from microvlm import hookspecs
-from microvlm._known import KNOWN_BUILTINS
+from microvlm.contracts import hookspecs
+from microvlm.contracts.hookspecs import Register
 from microvlm.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
+from microvlm.plugins.known import KNOWN_BUILTINS
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +52,6 @@ OUR_ENTRY_POINTS = MappingProxyType(
         "tasks": "microvlm-tasks",
     }
 )
-
-
-class Register(Protocol):
-    """The callable a registration hook receives."""
-
-    def __call__(
-        self,
-        name: str,
-        factory: Callable[..., Any],
-        config_cls: type,
-        *,
-        description: str = "",
-    ) -> None: ...
 
 
 @attrs.frozen

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import attrs
 
-from microvlm.hookspecs import hookimpl
-from microvlm.plugins import Register
+from microvlm.contracts.hookspecs import hookimpl
+from microvlm.plugins.manager import Register
 
 
 @attrs.frozen
@@ -225,11 +225,11 @@ task = "toy_task"
 
 def toy_training_recipe(output_dir: str, llm: str, **run: Any) -> str:
     """A complete, trainable toy recipe (TOML text): toy encoder, a 1-layer Q-Former, the
-    LLM directory ``llm`` (e.g. :func:`microvlm.testing.tiny_llm_path`), toy data.
+    LLM directory ``llm`` (e.g. :func:`microvlm.testing.fixtures.tiny_llm_path`), toy data.
     ``run`` overrides ``[run]`` keys."""
     import json
 
-    from microvlm.testing import TINY_QFORMER_TOML
+    from microvlm.testing.fixtures import TINY_QFORMER_TOML
 
     settings = {
         "name": "toy",
@@ -269,6 +269,7 @@ class Crash(Exception):
 def run_until_checkpoint(recipe: Any, plugins: Any, step: int) -> None:
     """Train ``recipe`` and crash it right after its step-``step`` checkpoint is written (and
     old ones pruned), as a kill at that moment would; the checkpoint module is restored after."""
+    from microvlm.io import layout
     from microvlm.train import checkpoint as ckpt
     from microvlm.train import run
 
@@ -276,7 +277,7 @@ def run_until_checkpoint(recipe: Any, plugins: Any, step: int) -> None:
 
     def crash_after(out: Any, keep_last: int) -> None:
         prune(out, keep_last)
-        if ckpt.step_dir(out, step).is_dir():
+        if layout.step_dir(out, step).is_dir():
             raise Crash
 
     ckpt.prune = crash_after

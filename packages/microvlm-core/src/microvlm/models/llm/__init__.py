@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from microvlm.llm.config import HFCausalLMConfig, build_hf_causal_lm
+from microvlm.models.llm.config import HFCausalLMConfig
 
 if TYPE_CHECKING:
-    from microvlm.llm.model import DecoderOutput, LanguageModel
+    from microvlm.models.llm.hf import build_hf_causal_lm
+    from microvlm.models.llm.model import DecoderOutput, LanguageModel
 
 __all__ = ["DecoderOutput", "HFCausalLMConfig", "LanguageModel", "build_hf_causal_lm"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("LanguageModel", "DecoderOutput"):
-        from microvlm.llm import model
+        from microvlm.models.llm import model
 
         return getattr(model, name)
+    if name == "build_hf_causal_lm":
+        from microvlm.models.llm.hf import build_hf_causal_lm
+
+        return build_hf_causal_lm
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

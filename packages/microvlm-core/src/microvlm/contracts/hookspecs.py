@@ -23,19 +23,31 @@ This module imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
 
-    from microvlm.plugins import Register
-
 PROJECT = "microvlm"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """The callable a registration hook receives."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        config_cls: type,
+        *,
+        description: str = "",
+    ) -> None: ...
 
 
 # -------------------------------------------------------------------------------------
@@ -48,9 +60,8 @@ def register_encoders(register: Register) -> None:
     """Register image encoders: images ``[B, 3, H, W]`` -> patch features ``[B, N, D_v]``.
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
-        factory is called as ``factory(config)`` and returns an ``nn.Module`` with an
-        ``out_dim`` attribute (``D_v``) and a ``data_config`` dict (input size, mean, std)
-        used by the image processors.
+        factory is called as ``factory(config)`` and returns an ``nn.Module`` satisfying
+        :class:`microvlm.contracts.model.Encoder` (``out_dim``, ``data_config``, ``patch_grid``).
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -61,7 +72,9 @@ def register_bridges(register: Register) -> None:
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
         factory is called as ``factory(config, encoder_dim=D_v)`` and returns an
-        ``nn.Module`` with an ``out_dim`` attribute (``D_q``).
+        ``nn.Module`` satisfying :class:`microvlm.contracts.model.Bridge` (``out_dim``
+        ``D_q``, ``num_queries`` ``Q``, ``forward(features, return_attentions=False)`` ->
+        :class:`~microvlm.contracts.model.BridgeOutput`).
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -71,8 +84,8 @@ def register_llms(register: Register) -> None:
     """Register causal language models together with their tokenizer and adapters.
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
-        factory is called as ``factory(config, plugins=...)`` and returns the loaded
-        language model wrapper (model, tokenizer, adapter state).
+        factory is called as ``factory(config, plugins=..., device=None)`` and returns an
+        ``nn.Module`` satisfying :class:`microvlm.contracts.model.LanguageModel`.
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -87,7 +100,8 @@ def register_datasets(register: Register) -> None:
     """Register dataset builders: a source of typed samples read from files on disk.
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
-        factory is called as ``factory(config)`` and returns a dataset builder.
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.data.DatasetBuilder`.
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -97,7 +111,8 @@ def register_tasks(register: Register) -> None:
     """Register tasks: sample -> (prompt, target) for training; predictions -> metrics.
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
-        factory is called as ``factory(config)`` and returns a task object.
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.data.Task`.
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -109,10 +124,22 @@ def register_tasks(register: Register) -> None:
 
 @hookspec
 def register_quantizers(register: Register) -> None:
-    """Register quantisers: load-time quantisation, export, and loading of exports.
+    """Register quantisers: load-time quantisation of a base model (NF4 for QLoRA).
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
-        factory is called as ``factory(config)`` and returns a quantiser object.
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.quant.Quantizer`.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
+def register_exporters(register: Register) -> None:
+    """Register exporters: a trained model -> a deployable folder -> a runnable model.
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.quant.Exporter`; ``microvlm export --format NAME`` uses it.
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -123,7 +150,7 @@ def register_loggers(register: Register) -> None:
 
     :param register: ``register(name, factory, config_cls, *, description="")``. The
         factory is called as ``factory(config, run_dir=..., run_config=...)`` and returns
-        an object with ``log(metrics: dict, step: int)`` and ``close()``.
+        a :class:`microvlm.contracts.logger.Logger` (``log(metrics, step)``, ``close()``).
     :returns: nothing; results are collected through ``register``.
     """
 
@@ -150,7 +177,8 @@ COMPONENT_HOOKS: dict[str, str] = {
     "dataset": "register_datasets",
     "task": "register_tasks",
     "quantizer": "register_quantizers",
+    "exporter": "register_exporters",
     "logger": "register_loggers",
 }
 
-__all__ = ["COMPONENT_HOOKS", "PROJECT", "hookimpl", "hookspec"]
+__all__ = ["COMPONENT_HOOKS", "PROJECT", "Register", "hookimpl", "hookspec"]

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from microvlm.plugins import ENTRY_POINT_GROUP
+from microvlm.plugins.manager import ENTRY_POINT_GROUP
 
 
 def write_distribution(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
-from microvlm.structure import FieldValueError
+from microvlm.recipes.structure import FieldValueError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TrainablePart = Literal["bridge", "projection", "lora", "llm", "encoder"]

@@ -1,4 +1,4 @@
-"""Recipes: TOML files -> merged tables -> validated, typed :class:`~microvlm.config.Recipe`.
+"""Recipes: TOML files -> merged tables -> validated, typed :class:`~microvlm.recipes.config.Recipe`.
 
 Two steps. :func:`load_table` reads a file, follows ``extends`` (relative to the file's
 folder; tables merge, later wins; arrays are replaced; cycles are errors) and applies
@@ -8,8 +8,8 @@ into the config class its plugin registered. Every problem is reported, not just
 first, each as ``FILE: dotted.path: what was expected, what was found`` (the first
 :data:`MAX_LISTED`, then how many more).
 
-The first step lives in :mod:`microvlm.recipe_tables` (encodings, nesting and ``extends``
-limits); its public names are re-exported here, so ``microvlm.recipe`` stays the one API.
+The first step lives in :mod:`microvlm.recipes.tables` (encodings, nesting and ``extends``
+limits); its public names are re-exported here, so ``microvlm.recipes.load`` stays the one API.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from microvlm.config import (
+from microvlm.errors import PluginError, RecipeError, did_you_mean
+from microvlm.recipes.config import (
     ComponentSpec,
     DataConfig,
     EvalConfig,
@@ -33,8 +34,8 @@ from microvlm.config import (
     RunConfig,
     Stage,
 )
-from microvlm.errors import PluginError, RecipeError, did_you_mean
-from microvlm.recipe_tables import (  # re-exported: the recipe API is microvlm.recipe
+from microvlm.recipes.structure import MAX_HINTS, ConfigErrors, describe_value, structure, unstructure
+from microvlm.recipes.tables import (  # re-exported: the recipe API is microvlm.recipes.load
     MAX_LISTED,
     Path_,
     Table,
@@ -48,10 +49,9 @@ from microvlm.recipe_tables import (  # re-exported: the recipe API is microvlm.
     shorten,
     translate_legacy,
 )
-from microvlm.structure import MAX_HINTS, ConfigErrors, describe_value, structure, unstructure
 
 if TYPE_CHECKING:
-    from microvlm.plugins import Plugins
+    from microvlm.plugins.manager import Plugins
 
 
 RECIPE_KEYS = ("extends", "run", "model", "data", "eval", "loggers")

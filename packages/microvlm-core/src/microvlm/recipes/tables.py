@@ -1,7 +1,7 @@
 """Recipe files as tables: reading (encodings, size and nesting limits), ``extends``,
 merging, ``--set`` overrides and where each key came from.
 
-:func:`load_table` is the first of the two steps in :mod:`microvlm.recipe`. Files are UTF-8,
+:func:`load_table` is the first of the two steps in :mod:`microvlm.recipes.load`. Files are UTF-8,
 with or without a byte-order mark, or UTF-16/UTF-32 with one (as Windows editors save).
 Tables and arrays nest at most :data:`MAX_NESTING` levels, ``extends`` chains at most
 :data:`MAX_EXTENDS_DEPTH` files, and one recipe reads at most :data:`MAX_EXTENDS_FILES`
@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from microvlm.errors import RecipeError
-from microvlm.structure import describe_value
+from microvlm.recipes.structure import describe_value
 
 if sys.version_info >= (3, 11):
     import tomllib

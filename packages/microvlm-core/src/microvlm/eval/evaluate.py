@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from microvlm.config import DataConfig
+from microvlm.recipes.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def evaluate(
     """
     import torch
 
-    from microvlm.processors import ImageEvalProcessor
-    from microvlm.train.data import build_sources
+    from microvlm.data.sources import build_sources
+    from microvlm.models.processors import ImageEvalProcessor
 
     out = Path(output_dir) if output_dir else None
     if out:

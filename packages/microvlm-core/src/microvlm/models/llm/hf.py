@@ -21,13 +21,16 @@ import logging
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from microvlm.errors import MicroVLMError, PluginError
-from microvlm.llm.config import SHIPPED_CONFIGS, HFCausalLMConfig
-from microvlm.llm.model import LanguageModel
+from microvlm.models.llm.config import SHIPPED_CONFIGS, HFCausalLMConfig
+from microvlm.models.llm.model import LanguageModel
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ def load_language_model(
     quantizer: Any = None,
     device: str | None = None,
 ) -> LanguageModel:
-    """Build the :class:`LanguageModel` described by ``config`` (see :mod:`microvlm.llm.config`)."""
+    """Build the :class:`LanguageModel` described by ``config`` (see :mod:`microvlm.models.llm.config`)."""
     source, local = resolve_source(config.model)
     if config.trust_remote_code:
         logger.warning(
@@ -135,7 +138,7 @@ def load_language_model(
 
 def _get_quantizer(config: HFCausalLMConfig, plugins: Any) -> Any:
     if plugins is None:
-        from microvlm.plugins import load_plugins
+        from microvlm.plugins.manager import load_plugins
 
         plugins = load_plugins()
     try:
@@ -182,7 +185,9 @@ def _load_config(config: HFCausalLMConfig, source: str, local: bool) -> Any:
     import transformers
 
     if not local and config.model in SHIPPED_CONFIGS and config.revision == "main":
-        text = resources.files("microvlm.llm").joinpath(SHIPPED_CONFIGS[config.model]).read_text("utf-8")
+        text = (
+            resources.files("microvlm.models.llm").joinpath(SHIPPED_CONFIGS[config.model]).read_text("utf-8")
+        )
         values = json.loads(text)
         values.pop("torch_dtype", None)  # the dtype is ours to choose
         return transformers.AutoConfig.for_model(values.pop("model_type"), **values)
@@ -246,3 +251,22 @@ def _load_tokenizer(config: HFCausalLMConfig, *, vocab_size: int) -> Any:
             raise MicroVLMError(f"tokenizer {config.tokenizer_source!r} has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def build_hf_causal_lm(
+    config: HFCausalLMConfig,
+    *,
+    plugins: Plugins | None = None,
+    quantizer: Any = None,
+    device: str | None = None,
+    **_: Any,
+) -> LanguageModel:
+    """LLM factory: ``factory(config, plugins=...)`` -> :class:`microvlm.models.llm.LanguageModel`.
+
+    :param plugins: used to find the quantizer for ``adapter = "qlora"``; loaded on demand.
+    :param quantizer: an already built quantizer object (overrides ``config.quantizer``).
+    :param device: ``"meta"`` builds an ``init = "random"`` model without allocating weights
+        (parameter counting; with ``adapter = "qlora"`` the base stays unquantised there, the
+        counts are the same); ``None`` builds on the CPU.
+    """
+    return load_language_model(config, plugins=plugins, quantizer=quantizer, device=device)

@@ -2,7 +2,7 @@
 
 Every package's tests use these instead of downloading anything::
 
-    from microvlm.testing import tiny_llm_path
+    from microvlm.testing.fixtures import tiny_llm_path
     config = HFCausalLMConfig(model=str(tiny_llm_path()))  # same code path as a hub id
 
 :func:`make_tiny_tokenizer` and :func:`make_tiny_llm` write into a directory you give;
@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from microvlm.llm.tokenizer import (  # noqa: F401 - re-exported for tests
+from microvlm.models.llm.tokenizer import (  # noqa: F401 - re-exported for tests
     CHAT_TEMPLATE,
     EOS_TOKEN,
     IM_END,
@@ -103,7 +103,7 @@ def tiny_corpus() -> list[str]:
 def make_tiny_tokenizer(
     directory: str | Path, *, vocab_size: int = 512, corpus: Iterable[str] | None = None
 ) -> Path:
-    """Train the tiny test tokenizer (see :func:`microvlm.llm.tokenizer.train_chatml_tokenizer`)
+    """Train the tiny test tokenizer (see :func:`microvlm.models.llm.tokenizer.train_chatml_tokenizer`)
     on ``corpus`` (default :func:`tiny_corpus`) and save it to ``directory``."""
     texts = tiny_corpus() if corpus is None else corpus
     return train_chatml_tokenizer(texts, directory, vocab_size=vocab_size)

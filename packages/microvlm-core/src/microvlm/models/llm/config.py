@@ -1,6 +1,6 @@
 """Configuration of the ``hf_causal_lm`` language model, and its factory.
 
-This module imports only ``attrs`` so that ``microvlm.plugin`` can register the LLM without
+This module imports only ``attrs`` so that ``microvlm.core_components`` can register the LLM without
 importing torch or transformers; :func:`build_hf_causal_lm` imports the loader inside.
 
 ``init = "random"`` builds the architecture from its config alone, with no weights. For a
@@ -20,8 +20,7 @@ import attrs
 from microvlm.errors import FieldValueError
 
 if TYPE_CHECKING:
-    from microvlm.llm.model import LanguageModel
-    from microvlm.plugins import Plugins
+    pass
 
 Init = Literal["pretrained", "random"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -94,24 +93,3 @@ class HFCausalLMConfig:
     def tokenizer_source(self) -> str:
         """Where the tokenizer comes from: ``tokenizer``, or ``model`` when empty."""
         return self.tokenizer or self.model
-
-
-def build_hf_causal_lm(
-    config: HFCausalLMConfig,
-    *,
-    plugins: Plugins | None = None,
-    quantizer: Any = None,
-    device: str | None = None,
-    **_: Any,
-) -> LanguageModel:
-    """LLM factory: ``factory(config, plugins=...)`` -> :class:`microvlm.llm.LanguageModel`.
-
-    :param plugins: used to find the quantizer for ``adapter = "qlora"``; loaded on demand.
-    :param quantizer: an already built quantizer object (overrides ``config.quantizer``).
-    :param device: ``"meta"`` builds an ``init = "random"`` model without allocating weights
-        (parameter counting; with ``adapter = "qlora"`` the base stays unquantised there, the
-        counts are the same); ``None`` builds on the CPU.
-    """
-    from microvlm.llm.hf import load_language_model
-
-    return load_language_model(config, plugins=plugins, quantizer=quantizer, device=device)

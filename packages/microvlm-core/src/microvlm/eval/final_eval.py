@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from microvlm.config import Recipe
+from microvlm.recipes.config import Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def final_evaluation(model: Any, recipe: Recipe, plugins: Any, progress: bool = True) -> Path | None:
     """Evaluate ``model`` on the recipe's ``[[eval.data]]`` and write ``results.json``."""
-    from microvlm.evaluate import evaluate
+    from microvlm.eval.evaluate import evaluate
 
     if not recipe.eval.data:
         return None

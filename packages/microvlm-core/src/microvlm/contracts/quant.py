@@ -1,0 +1,87 @@
+"""Contracts of quantisation: quantizers (load-time, e.g. NF4 for QLoRA) and exporters
+(a trained model -> a self-contained folder -> a runnable model again).
+
+Two kinds, because they are used at different times: a quantizer changes how a base model is
+*loaded* for training (``[model.llm] quantizer = "nf4"``); an exporter *writes* a finished
+model in a deployable form (``microvlm export --format int8``) and *loads* that folder back for
+``infer``, ``eval``, ``serve`` and ``MicroVLM.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """Load-time quantisation of a language model's frozen base. Built as ``factory(config)``."""
+
+    def quantization_config(self, compute_dtype: torch.dtype | None = None) -> Any:
+        """A transformers quantization config for ``from_pretrained`` (e.g. ``BitsAndBytesConfig``)."""
+        ...
+
+    def quantize_model(
+        self, model: torch.nn.Module, *, compute_dtype: torch.dtype | None = None
+    ) -> torch.nn.Module:
+        """Quantise an in-memory model in place (a random-init base); returns it."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The scheme as JSON-able settings, recorded in checkpoints (``{"quantizer": "nf4", ...}``)."""
+        ...
+
+    def storage_bytes(self, parameters: int) -> int:
+        """Bytes that ``parameters`` quantised weights take in memory (scales included), for
+        ``microvlm model-info``."""
+        ...
+
+
+@attrs.frozen
+class TensorGroup:
+    """One group of tensors of an export, as its manifest lists it."""
+
+    name: str  # "llm.linear", "llm.embeddings", "bridge", ...
+    parameters: int  # how many weights
+    bytes: int  # bytes they take on disk, scales included
+    storage: str  # "fp16", "int8 per-output-channel, fp32 scales", "ternary 5 per byte, absmean"
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.bytes / self.parameters if self.parameters else 0.0
+
+
+@attrs.frozen
+class ExportReport:
+    """What an exporter wrote: the manifest's ``groups`` and ``notes``."""
+
+    groups: tuple[TensorGroup, ...]
+    notes: tuple[str, ...] = ()  # e.g. "LoRA merged into the base", "QLoRA base dequantised first"
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """A trained model -> a folder, and that folder -> a runnable model. Built as ``factory(config)``.
+
+    Core's ``microvlm export`` loads the checkpoint, hands the model and a fresh temporary folder
+    to :meth:`export`, then writes ``manifest.json`` (format, groups, file hashes, source
+    checkpoint and package versions) and renames the folder into place; a hash mismatch at load
+    is refused before :meth:`load` is called.
+    """
+
+    def export(self, model: Any, directory: Path) -> ExportReport:
+        """Write ``model`` (a :class:`~microvlm.models.vlm.MicroVLM`) into the empty ``directory``."""
+        ...
+
+    def load(self, directory: Path, *, plugins: Any, options: Mapping[str, Any] | None = None) -> Any:
+        """A runnable :class:`~microvlm.models.vlm.MicroVLM` from a folder :meth:`export` wrote."""
+        ...
+
+
+__all__ = ["ExportReport", "Exporter", "Quantizer", "TensorGroup"]

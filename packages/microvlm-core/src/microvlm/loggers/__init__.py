@@ -1,0 +1,1 @@
+"""Metric sinks of microvlm-core: the console, ``metrics.jsonl`` and Weights & Biases."""
