@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from microvlm import hookimpl
-from microvlm.plugins import Register
+from microvlm.plugins.manager import Register
 from microvlm_quant.config import NF4Config, build_nf4
 
 
