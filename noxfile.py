@@ -25,7 +25,11 @@ import nox
 ROOT = Path(__file__).parent
 TORCH_ENV = ROOT / ".nox" / "_torch"
 TORCH_REQUIREMENTS = ("torch>=2.4", "torchvision>=0.19")
-FIXTURE_PLUGINS = ("tests/plugins/microvlm-toy-plugin", "tests/plugins/microvlm-broken-plugin")
+FIXTURE_PLUGINS = (
+    "tests/plugins/microvlm-toy-plugin",
+    "tests/plugins/microvlm-broken-plugin",
+    "tests/plugins/microvlm-toy-exporter",
+)
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing
 
 nox.options.default_venv_backend = "venv"

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import click
 
-from microvlm.cli import demo_cmd, info_cmd, model_cmds, plugins_cmd, recipe_cmd
+from microvlm.cli import demo_cmd, export_cmd, info_cmd, model_cmds, plugins_cmd, recipe_cmd
 from microvlm.errors import MicroVLMError
 from microvlm.plugins.manager import (
     CORE_DISTRIBUTION,
@@ -37,6 +37,7 @@ MULTI_WORD_OPTIONS = ("--tasks", "--datasets")
 EPILOG = """\b
 Seed scripts and their commands:
   train.py --cfg-path X --options k=v   ->  microvlm run X --set k=v
+  export_model.py --checkpoint C --8bit ->  microvlm export --checkpoint C --8bit
   microvlm recipe check X               ->  validate a recipe without running it
   microvlm plugins                      ->  what is installed, and what failed to load
 """
@@ -90,8 +91,9 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
     def cli(ctx: click.Context, verbose: int) -> None:
         """MicroVLM-E: train, evaluate, quantize and run a compact vision-language model.
 
-        Every component (encoders, bridges, LLMs, datasets, tasks, quantizers, loggers)
-        is a plugin; TOML recipes wire them together: microvlm run recipes/stage1_alignment.toml
+        Every component (encoders, bridges, LLMs, datasets, tasks, quantizers, exporters,
+        loggers) is a plugin; TOML recipes wire them together:
+        microvlm run recipes/stage1_alignment.toml
         """
         ctx.obj = plugins
         _configure_logging(verbose)
@@ -104,6 +106,7 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
     cli.add_command(model_cmds.infer_command)
     cli.add_command(demo_cmd.demo_command)
     cli.add_command(info_cmd.model_info_command)
+    cli.add_command(export_cmd.export_command)
     _add_plugin_commands(cli, plugins)
     return cli
 

@@ -36,6 +36,7 @@ WEIGHTS = "model.safetensors"
 STATE = "trainer_state.pt"
 META = "trainer.json"
 FINAL = "checkpoint_final"
+MANIFEST = "manifest.json"  # an export folder (microvlm export) is recognised by it
 STEP_DIR = re.compile(r"^checkpoint_step(\d+)$")
 _LOW_DISK = 64 * 2**20  # bytes: a write that fails with less free than this is taken as a full disk
 
@@ -134,7 +135,7 @@ def _disk_full(exc: BaseException, where: Path) -> bool:
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from what a user typed (the seed's ``…/checkpoint_final.pth`` too)."""
     p = Path(path)
-    if p.is_dir() and (p / WEIGHTS).is_file():
+    if p.is_dir() and ((p / WEIGHTS).is_file() or (p / MANIFEST).is_file()):
         return p
     if p.suffix == ".pth" and p.with_suffix("").is_dir():
         return resolve_checkpoint(p.with_suffix(""))
@@ -145,7 +146,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
             f"{p}: .pth checkpoints are pickles and are not loaded (unsafe); "
             "use a checkpoint directory with model.safetensors"
         )
-    raise MicroVLMError(f"{p}: no checkpoint here (expected a directory with {WEIGHTS})")
+    raise MicroVLMError(
+        f"{p}: no checkpoint here (expected a directory with {WEIGHTS}, or an export with {MANIFEST})"
+    )
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

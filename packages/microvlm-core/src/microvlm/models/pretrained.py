@@ -330,16 +330,21 @@ def distrust(table: dict[str, Any], source: str) -> dict[str, Any]:
 def load_pretrained(
     cls: type[MicroVLM], path: str | Path, plugins: Any = None, overrides: Mapping[str, Any] | None = None
 ) -> MicroVLM:
-    """Rebuild a model from a :func:`save_pretrained` directory or a ``checkpoint_final``.
+    """Rebuild a model from a :func:`save_pretrained` directory, a ``checkpoint_final``, or an
+    export (a folder with ``manifest.json``, loaded by the exporter plugin that wrote it).
 
     The directory is untrusted: its ``model.toml`` cannot enable code execution
     (:func:`distrust`); ``overrides`` are the caller's own and may.
     """
     from microvlm.io.layout import load_weights, resolve_checkpoint
+    from microvlm.models.exports import is_export, load_export
     from microvlm.plugins.manager import load_plugins
     from microvlm.recipes.load import build_model_config
 
     directory = resolve_checkpoint(path)
+    plugins = load_plugins() if plugins is None else plugins
+    if is_export(directory):  # microvlm export: the exporter named in its manifest loads it
+        return load_export(directory, plugins, overrides)
     table_file = directory / MODEL_TABLE
     if not table_file.is_file():
         raise MicroVLMError(
@@ -349,7 +354,6 @@ def load_pretrained(
     table = distrust(read_model_table(table_file), str(table_file))
     meta = read_meta(directory)
     apply_options(table, {**_local_llm_sources(table, directory), **(overrides or {})}, str(table_file))
-    plugins = load_plugins() if plugins is None else plugins
     model = cls.from_config(build_model_config(table, plugins, str(table_file)), plugins)
     load_model_weights(
         model, load_weights(directory), str(directory), require_all=meta.get("weights") == "all"
