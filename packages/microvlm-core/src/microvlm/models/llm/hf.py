@@ -4,14 +4,11 @@ A hub id and a local directory go through the same ``from_pretrained`` call, so 
 save a tiny model to a temporary directory exercise the code path of ``Qwen/Qwen2.5-0.5B``.
 
 ``adapter = "qlora"`` asks the quantizer plugin named by ``config.quantizer`` (``nf4`` from
-microvlm-quant) for the 4-bit loading; core never imports bitsandbytes. A quantizer used for
-qlora provides:
-
-- ``quantization_config(compute_dtype) -> transformers quantization config`` (e.g.
-  ``BitsAndBytesConfig``), passed to ``from_pretrained`` for ``init = "pretrained"``;
-- ``quantize_model(model, compute_dtype=...)``: quantise an in-memory model in place (its
-  linear layers except the output head), for ``init = "random"``;
-- ``describe() -> dict``: the scheme, recorded with exports.
+microvlm-quant) for the 4-bit loading; core never imports bitsandbytes. The quantizer is a
+:class:`microvlm.contracts.quant.Quantizer`: its ``quantization_config(compute_dtype)`` goes to
+``from_pretrained`` for ``init = "pretrained"``, ``quantize_model(model, compute_dtype=...)``
+quantises an in-memory model for ``init = "random"``, and ``describe()`` is recorded with
+checkpoints.
 """
 
 from __future__ import annotations
@@ -76,7 +73,7 @@ def resolve_source(name: str, *, what: str = "model", need_config: bool = True) 
 def load_language_model(
     config: HFCausalLMConfig,
     *,
-    plugins: Any = None,
+    plugins: Plugins | None = None,
     quantizer: Any = None,
     device: str | None = None,
 ) -> LanguageModel:
@@ -136,26 +133,20 @@ def load_language_model(
 # -- pieces ------------------------------------------------------------------------------
 
 
-def _get_quantizer(config: HFCausalLMConfig, plugins: Any) -> Any:
+def _get_quantizer(config: HFCausalLMConfig, plugins: Plugins | None) -> Any:
+    """The :class:`~microvlm.contracts.quant.Quantizer` that loads the 4-bit base for qlora."""
     if plugins is None:
-        from microvlm.plugins.manager import load_plugins
-
-        plugins = load_plugins()
+        raise MicroVLMError(
+            f'adapter = "qlora" needs the quantizer plugin {config.quantizer!r}: build the language model '
+            "with factory(config, plugins=...) (MicroVLM and recipes do)"
+        )
     try:
-        component = plugins.get("quantizer", config.quantizer)
+        return plugins.build("quantizer", config.quantizer)
     except PluginError as exc:
         raise MicroVLMError(
             f'adapter = "qlora" loads the base model in 4 bits through the quantizer plugin '
             f"{config.quantizer!r}, which is not available: {exc}"
         ) from exc
-    quant = component.build()
-    missing = [m for m in ("quantization_config", "quantize_model", "describe") if not hasattr(quant, m)]
-    if missing:
-        raise MicroVLMError(
-            f"quantizer {config.quantizer!r} ({component.distribution}) cannot load a model in 4 bits "
-            f'for qlora (it lacks {", ".join(missing)}); use quantizer = "nf4"'
-        )
-    return quant
 
 
 def _hub_kwargs(config: HFCausalLMConfig, local: bool) -> dict[str, Any]:
