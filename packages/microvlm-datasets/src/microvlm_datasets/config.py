@@ -4,7 +4,7 @@ One frozen class per registered name, so each has its own defaults. Paths are re
 working directory. Keys shared by all: ``root`` (the dataset's folder), ``split`` (``"train"``,
 ``"val"``, ``"test"``) and ``image_root`` (where the images are when they live elsewhere, e.g.
 the COCO images that VQAv2, OK-VQA, A-OKVQA, RefCOCO and LLaVA use). This module imports
-only attrs, so ``microvlm plugins`` stays fast.
+only attrs and core's validators, so ``microvlm plugins`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
+
+from microvlm.recipes import validators as v
 
 Split = Literal["train", "val", "test"]
 
@@ -24,18 +26,8 @@ ImageLayout = Literal["auto", "coco2014", "coco2017"]
 ShapesView = Literal["caption", "vqa", "grounding", "instruct", "webdataset"]
 
 
-def _non_empty(_: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name} must not be empty")
-
-
-def _non_empty_items(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-    if not value or not all(value):
-        raise ValueError(f"{attribute.name} must be a non-empty array of non-empty strings, got {value!r}")
-
-
 def _root(default: str) -> Any:
-    return attrs.field(default=default, validator=_non_empty)
+    return attrs.field(default=default, validator=v.non_empty)
 
 
 # -------------------------------------------------------------------------------------
@@ -190,13 +182,13 @@ class WebDatasetConfig:
     split: str = ""  # sub-folder of root holding this split's shards; "" = the shards are in root
     shards: str = ""  # brace pattern relative to the folder, e.g. "{00000..00099}.tar"; "" = every *.tar
     caption_ext: str = attrs.field(
-        default="txt", validator=_non_empty
+        default="txt", validator=v.non_empty
     )  # member extension holding the caption
     image_exts: tuple[str, ...] = attrs.field(  # member extensions tried for the image, in order
-        default=("jpg", "jpeg", "png", "webp"), validator=_non_empty_items
+        default=("jpg", "jpeg", "png", "webp"), validator=v.names
     )
     index_workers: int = attrs.field(  # processes reading shard headers in parallel; 0 = one per CPU (max 16)
-        default=0, validator=attrs.validators.ge(0)
+        default=0, validator=v.non_negative
     )
 
 
@@ -236,8 +228,8 @@ class ShapesConfig:
     # Write the set into root first when root has none (what `microvlm datasets shapes`
     # would write with these settings); the offline demo relies on it.
     generate: bool = False
-    n_train: int = attrs.field(default=5000, validator=attrs.validators.ge(0))  # images, with generate
-    n_val: int = attrs.field(default=500, validator=attrs.validators.ge(0))  # images, with generate
-    n_test: int = attrs.field(default=500, validator=attrs.validators.ge(0))  # images, with generate
-    image_size: int = attrs.field(default=128, validator=attrs.validators.ge(16))  # pixels, with generate
-    seed: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # generator seed, with generate
+    n_train: int = attrs.field(default=5000, validator=v.non_negative)  # images, with generate
+    n_val: int = attrs.field(default=500, validator=v.non_negative)  # images, with generate
+    n_test: int = attrs.field(default=500, validator=v.non_negative)  # images, with generate
+    image_size: int = attrs.field(default=128, validator=v.at_least(16))  # pixels, with generate
+    seed: int = attrs.field(default=0, validator=v.non_negative)  # generator seed, with generate

@@ -1,7 +1,8 @@
 """``microvlm datasets status``: which datasets are on disk, their splits, counts and problems.
 
-Every known dataset is looked for in its conventional folder under the data root (``--root``,
-default ``data``) — the folders the builders' configs default to, so a recipe that names only
+Every dataset in :data:`microvlm_datasets.catalogue.CATALOGUE` is looked for in its conventional
+folder under the data root (``--root``, default ``data``) — the folder its config's ``root``
+defaults to, with the images where its ``image_root`` defaults to, so a recipe that names only
 ``dataset = "vqav2"`` reads what this command reports:
 
 =================  ==========================  ===========================================
@@ -37,67 +38,46 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import typing
 from pathlib import Path
 from typing import Any
 
 from microvlm.errors import MicroVLMError
+from microvlm_datasets.catalogue import CATALOGUE, DatasetInfo
+from microvlm_datasets.config import ShapesView
 from microvlm_datasets.shapes import layout
 
 #: (label of the row, builder settings) for each split to report, given the dataset folder and the root.
-Rows = Callable[[Path, Path], list[tuple[str, dict[str, Any]]]]
+Rows = list[tuple[str, dict[str, Any]]]
+
+#: The views of a shapes folder, each read by one of the real builders.
+SHAPES_VIEWS = typing.get_args(ShapesView)
 
 
-def _splits(*splits: str, **extra: str) -> Rows:
-    """One row per split; ``extra`` settings are paths relative to the root (``image_root="coco"``)."""
-
-    def rows(folder: Path, root: Path) -> list[tuple[str, dict[str, Any]]]:
-        paths = {k: str(root / v) for k, v in extra.items()}
-        return [(split, {"root": str(folder), "split": split, **paths}) for split in splits]
-
-    return rows
-
-
-def _coco_rows(folder: Path, root: Path) -> list[tuple[str, dict[str, Any]]]:
-    rows = _splits("train", "val")(folder, root)
-    if (folder / "dataset_coco.json").is_file() or (folder / "annotations" / "dataset_coco.json").is_file():
-        rows += [
+def rows(info: DatasetInfo, folder: Path, root: Path) -> Rows:
+    """The rows ``status`` reports for ``info`` found in ``folder`` (see :data:`catalogue.Report`)."""
+    if info.report == "shards":
+        return _web_rows(folder)
+    base: dict[str, Any] = {"root": str(folder)}
+    if info.image_folder:
+        base["image_root"] = str(root / info.image_folder)
+    out = [(split, {**base, "split": split} if info.has_split else dict(base)) for split in info.splits]
+    if info.report == "coco" and (
+        (folder / "dataset_coco.json").is_file() or (folder / "annotations" / "dataset_coco.json").is_file()
+    ):
+        out += [
             (f"karpathy {s}", {"root": str(folder), "split": s, "format": "karpathy"})
             for s in ("train", "val", "test")
         ]
-    return rows
+    return out
 
 
-def _web_rows(folder: Path, root: Path) -> list[tuple[str, dict[str, Any]]]:
+def _web_rows(folder: Path) -> Rows:
     """Shards directly in the folder (one row, "all"), or one sub-folder of shards per split."""
     if not folder.is_dir() or any(folder.glob("*.tar")):
         return [("all", {"root": str(folder)})]
     subs = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.tar")))
     return [(s, {"root": str(folder), "split": s}) for s in subs] or [("all", {"root": str(folder)})]
-
-
-#: name -> (folder under the root, rows to report)
-KNOWN: dict[str, tuple[str, Rows]] = {
-    "coco_caption": ("coco", _coco_rows),
-    "flickr30k": ("flickr30k", _splits("train", "val", "test")),
-    "vqav2": ("vqa", _splits("train", "val", "test", image_root="coco")),
-    "okvqa": ("okvqa", _splits("train", "val", image_root="coco")),
-    "aokvqa": ("aokvqa", _splits("train", "val", "test", image_root="coco")),
-    "gqa": ("gqa", _splits("train", "val", "test")),
-    "ocrvqa": ("ocrvqa", _splits("train", "val", "test")),
-    "refcoco": ("refcoco", _splits("train", "val", "test", "testA", "testB", image_root="coco")),
-    "refcoco_plus": ("refcoco_plus", _splits("train", "val", "test", "testA", "testB", image_root="coco")),
-    "refcocog": ("refcocog", _splits("train", "val", "test", image_root="coco")),
-    "llava_instruct": (
-        "llava",
-        lambda f, r: [("train", {"root": str(f), "image_root": str(r / "coco" / "train2017")})],
-    ),
-    "cc3m": ("cc3m", _web_rows),
-    "laion_coco": ("laion_coco", _web_rows),
-    "sbu": ("sbu", _web_rows),
-}
-
-SHAPES_VIEWS = ("caption", "vqa", "grounding", "instruct", "webdataset")
 
 
 def disk_usage(folder: Path) -> int:
@@ -117,13 +97,12 @@ def split_status(
 ) -> dict[str, Any]:
     """Build ``name``'s builder with ``settings`` and count what it reads (see the module doc)."""
     from microvlm_datasets.builders.base import MalformedDataError, MissingDataError
-    from microvlm_datasets.plugin import BUILDERS, _factory
 
-    target, config_cls, _ = BUILDERS[builder_name or name]
+    info = CATALOGUE[builder_name or name]
     row: dict[str, Any] = {"split": label, "status": "absent", "samples": 0, "images": 0, "missing_images": 0}
     row.update({"skipped": {}, "download_failures": 0, "error": ""})
     try:
-        builder = _factory(builder_name or name, target)(config_cls(**settings))
+        builder = info.factory()(info.config_cls(**settings))
         n = len(builder)
     except MissingDataError as exc:
         row["error"] = str(exc).split(". Download", 1)[0]
@@ -162,11 +141,13 @@ def status(root: str | Path = "data") -> dict[str, Any]:
     if (root / layout.MANIFEST).is_file():
         return {"root": str(root), "kind": "shapes", "datasets": _shapes(root)}
     datasets = []
-    for name, (folder_name, rows) in KNOWN.items():
-        folder = root / folder_name
+    for name, info in CATALOGUE.items():
+        if info.report == "none":
+            continue
+        folder = root / info.folder
         entry: dict[str, Any] = {"name": name, "folder": str(folder), "present": folder.is_dir()}
         entry["splits"] = (
-            [split_status(name, label, s) for label, s in rows(folder, root)] if folder.is_dir() else []
+            [split_status(name, label, s) for label, s in rows(info, folder, root)] if folder.is_dir() else []
         )
         entry["disk_bytes"] = disk_usage(folder) if folder.is_dir() else 0
         datasets.append(entry)

@@ -1,10 +1,12 @@
-"""Recipe settings of the image encoders (``[model.encoder]``). Light: imports no torch or timm."""
+"""Recipe settings of the image encoders (``[model.encoder]``). Light: no torch or timm."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import attrs
+
+from microvlm.recipes import validators as v
 
 #: The seed's encoder names (it spells DeiT "DiET") and their timm architectures.
 DEIT_MODELS: dict[str, str] = {
@@ -17,30 +19,18 @@ PRETRAINED_TIMM = "timm"
 PRETRAINED_NONE = "none"
 
 
-def _non_empty(_: object, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
-
-
-def _positive(_: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be a positive number of pixels, got {value}")
-
-
 @attrs.frozen
 class EncoderConfig:
     """``[model.encoder]`` of ``diet_tiny`` / ``diet_small`` (and their ``deit_*`` aliases)."""
 
     # "timm" = timm's pretrained weights (downloaded from the hub), "none" = random init, or a
     # local path: a .safetensors file or a folder holding model.safetensors (+ timm config.json)
-    pretrained: str = attrs.field(default=PRETRAINED_TIMM, validator=_non_empty)
-    image_size: int = attrs.field(default=224, validator=_positive)  # input side in pixels (square)
+    pretrained: str = attrs.field(default=PRETRAINED_TIMM, validator=v.non_empty)
+    image_size: int = attrs.field(default=224, validator=v.positive)  # input side in pixels (square)
     # true: no autograd, eval mode even when the parent trains, parameters left out of the optimizer
     freeze: bool = True
     # "patch": patch tokens only [B, N, D_v]; "all": prefix (class/distillation) tokens + patches
-    output: Literal["patch", "all"] = attrs.field(
-        default="patch", validator=attrs.validators.in_(("patch", "all"))
-    )
+    output: Literal["patch", "all"] = attrs.field(default="patch", validator=v.one_of(("patch", "all")))
 
 
 @attrs.frozen
@@ -48,13 +38,13 @@ class TimmEncoderConfig(EncoderConfig):
     """``[model.encoder] name = "timm"``: any timm model by name."""
 
     # timm registry name, optionally with a pretrained tag ("vit_small_patch16_224.augreg_in21k")
-    model: str = attrs.field(default="deit_tiny_patch16_224", validator=_non_empty)
+    model: str = attrs.field(default="deit_tiny_patch16_224", validator=v.non_empty)
     # Architecture changes for a model trained from scratch (pretrained = "none"), e.g. a small
     # DeiT at low resolution; 0 keeps the model's own value. ViT-family models accept them.
-    patch_size: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # patch side, pixels
-    embed_dim: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # token width D_v
-    depth: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # transformer blocks
-    num_heads: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # attention heads
+    patch_size: int = attrs.field(default=0, validator=v.non_negative)  # patch side, pixels
+    embed_dim: int = attrs.field(default=0, validator=v.non_negative)  # token width D_v
+    depth: int = attrs.field(default=0, validator=v.non_negative)  # transformer blocks
+    num_heads: int = attrs.field(default=0, validator=v.non_negative)  # attention heads
 
     def architecture_args(self) -> dict[str, int]:
         """The non-zero architecture overrides, as timm ``create_model`` keyword arguments."""

@@ -12,47 +12,36 @@ from typing import Any, Literal
 
 import attrs
 
+from microvlm.recipes import validators as v
+
 
 def _template(*fields: str, required: bool = True) -> Callable[[Any, attrs.Attribute, Any], None]:
     """Validator: a format string using only ``fields`` (each at least once if ``required``)."""
 
-    def check_one(attribute: attrs.Attribute, value: str) -> None:
+    allowed = ", ".join("{" + f + "}" for f in fields) or "none"
+
+    def check_one(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         try:
             used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
         except ValueError as exc:
-            raise ValueError(f"{attribute.name}: not a valid template ({exc}): {value!r}") from exc
+            v.fail(instance, attribute, f"must be a valid template ({exc}), got {value!r}")
         unknown = used - set(fields)
         if unknown:
-            allowed = ", ".join("{" + f + "}" for f in fields) or "none"
-            raise ValueError(
-                f"{attribute.name}: unknown placeholder(s) {sorted(unknown)}; allowed: {allowed}"
+            v.fail(
+                instance,
+                attribute,
+                f"unknown placeholder(s) {sorted(unknown)} in {value!r}; allowed: {allowed}",
             )
         missing = set(fields) - used if required else set()
         if missing:
-            raise ValueError(
-                f"{attribute.name}: must contain {', '.join('{' + m + '}' for m in sorted(missing))}"
-            )
+            needed = ", ".join("{" + m + "}" for m in sorted(missing))
+            v.fail(instance, attribute, f"must contain {needed}, got {value!r}")
 
-    def validate(_: Any, attribute: attrs.Attribute, value: Any) -> None:
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         for item in value if isinstance(value, tuple) else (value,):
-            check_one(attribute, item)
+            check_one(instance, attribute, item)
 
     return validate
-
-
-def _non_empty(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-    if not value:
-        raise ValueError(f"{attribute.name}: give at least one")
-
-
-def _positive(_: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
-def _unit_interval(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in (0, 1], got {value}")
 
 
 _TEXT = _template(required=False)  # a template without placeholders
@@ -67,7 +56,7 @@ class PretrainConfig:
 
     prompt: str = attrs.field(default="", validator=_TEXT)  # text before the caption; "" = none
     separator: str = " "  # starts the target when there is a prompt (BPE words start with a space)
-    max_new_tokens: int = attrs.field(default=40, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=40, validator=v.positive)  # generation budget at eval, tokens
     spice: bool = False  # also compute SPICE at evaluation (needs Java + Stanford CoreNLP models)
 
 
@@ -76,11 +65,11 @@ class CaptioningConfig:
     """``task = "captioning"``: an instruction prompt, one of the image's captions as target."""
 
     prompts: tuple[str, ...] = attrs.field(
-        default=("Describe this image.",), validator=[_non_empty, _TEXT]
+        default=("Describe this image.",), validator=[v.non_empty, _TEXT]
     )  # training prompts; each sample draws one with the data RNG
     eval_prompt: str = attrs.field(default="Describe this image.", validator=_TEXT)  # prompt at evaluation
     separator: str = " "  # starts the target, between the prompt and the caption
-    max_new_tokens: int = attrs.field(default=40, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=40, validator=v.positive)  # generation budget at eval, tokens
     spice: bool = False  # also compute SPICE at evaluation (needs Java + Stanford CoreNLP models)
 
 
@@ -95,11 +84,11 @@ class VQAConfig:
     # it was trained on; BLIP-2's zero-shot "Question: {question} Short answer:" also works here
     eval_prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)
     separator: str = " "  # starts the target, between the prompt and the answer
-    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=10, validator=v.positive)  # generation budget at eval, tokens
     # training only: up to N questions about one image in one sequence, as LLaVA-1.5 merges
     # VQAv2/GQA; the image is encoded once for all of them and its tokens are not repeated.
     # 1 = one question per sequence. Keep N x (question + answer tokens) within run.max_text_tokens.
-    questions_per_sequence: int = attrs.field(default=1, validator=_positive)
+    questions_per_sequence: int = attrs.field(default=1, validator=v.positive)
 
 
 @attrs.frozen
@@ -109,7 +98,7 @@ class AOKVQADirectConfig:
     prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)  # training prompt
     eval_prompt: str = attrs.field(default="Question: {question} Answer:", validator=_QUESTION)  # at eval
     separator: str = " "  # starts the target, between the prompt and the answer
-    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=10, validator=v.positive)  # generation budget at eval, tokens
 
 
 @attrs.frozen
@@ -120,7 +109,7 @@ class AOKVQAChoiceConfig:
     prompt: str = attrs.field(default="Question: {question} Choices: {choices}. Answer:", validator=_CHOICES)
     choice_separator: str = ", "  # between the choices in {choices}
     separator: str = " "  # starts the target, between the prompt and the chosen answer
-    max_new_tokens: int = attrs.field(default=10, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=10, validator=v.positive)  # generation budget at eval, tokens
 
 
 @attrs.frozen
@@ -132,8 +121,10 @@ class GroundingConfig:
     )  # training prompt; {expression} is the referring expression
     eval_prompt: str = attrs.field(default="Locate: {expression}. Box:", validator=_EXPRESSION)  # at eval
     separator: str = " "  # starts the target, between the prompt and the box text
-    iou_threshold: float = attrs.field(default=0.5, validator=_unit_interval)  # IoU that counts as a hit
-    max_new_tokens: int = attrs.field(default=24, validator=_positive)  # generation budget at eval, tokens
+    iou_threshold: float = attrs.field(
+        default=0.5, validator=v.in_range(0, 1, open_lo=True)
+    )  # IoU that counts as a hit
+    max_new_tokens: int = attrs.field(default=24, validator=v.positive)  # generation budget at eval, tokens
 
 
 @attrs.frozen
@@ -142,4 +133,4 @@ class InstructConfig:
 
     chat_template: Literal["auto", "chatml"] = "auto"  # "auto": the tokenizer's template if any, else ChatML
     system_prompt: str = ""  # system message put first when a conversation has none; "" = none added
-    max_new_tokens: int = attrs.field(default=256, validator=_positive)  # generation budget at eval, tokens
+    max_new_tokens: int = attrs.field(default=256, validator=v.positive)  # generation budget at eval, tokens

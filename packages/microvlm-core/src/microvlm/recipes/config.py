@@ -7,42 +7,21 @@ providing plugin registered. Everything else is core's own config, defined here.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
 import attrs
 
-from microvlm.recipes.structure import FieldValueError
+from microvlm.recipes import validators as v
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TrainablePart = Literal["bridge", "projection", "lora", "llm", "encoder"]
-
-
-def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # "not >" so that nan fails too
-        raise FieldValueError(attribute.name, f"must be > 0, got {value}")
-
-
-def _non_negative(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value >= 0:
-        raise FieldValueError(attribute.name, f"must be >= 0, got {value}")
-
-
-def _finite_positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise FieldValueError(attribute.name, f"must be a finite number > 0, got {value}")
-
 
 #: Seeds go to random.seed, torch.manual_seed and, in train/loop.py, to a torch.Generator as
 #: ``seed * 100_003 + epoch``, which must stay below 2**64: 32 bits leave room for that.
 MAX_SEED = 2**32 - 1
 
-
-def _seed(_: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not 0 <= value <= MAX_SEED:
-        raise FieldValueError(attribute.name, f"must be between 0 and {MAX_SEED} (2**32 - 1), got {value}")
-
+_seed = v.in_range(0, MAX_SEED, hi_note="2**32 - 1")
 
 _DEVICE = re.compile(r"(?P<type>[a-z][a-z0-9_]*)(?::(?P<index>0|[1-9][0-9]{0,2}))?")
 #: Device types checked without importing torch; others are asked of ``torch.device``.
@@ -62,7 +41,7 @@ def _torch_device(text: str) -> bool:
     return True
 
 
-def _device(_: Any, attribute: attrs.Attribute, value: str) -> None:
+def _device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """``"auto"`` or what ``torch.device`` parses (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...)."""
     if value == "auto":
         return
@@ -73,15 +52,11 @@ def _device(_: Any, attribute: attrs.Attribute, value: str) -> None:
         or (index is not None and int(index) > MAX_DEVICE_INDEX)
         or (match["type"] not in COMMON_DEVICES and not _torch_device(value))
     ):
-        raise FieldValueError(
-            attribute.name,
+        v.fail(
+            instance,
+            attribute,
             f'expected "auto", "cpu", "cuda", "cuda:N", "mps" or another torch device, got {value!r}',
         )
-
-
-def _fraction(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 1:
-        raise FieldValueError(attribute.name, f"must be between 0 and 1, got {value}")
 
 
 @attrs.frozen
@@ -101,30 +76,30 @@ class RunConfig:
     init_from: str = ""  # checkpoint (directory) of the previous stage to start from; "" = none
     resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
     seed: int = attrs.field(default=42, validator=_seed)  # seeds python, torch and the data order
-    epochs: int = attrs.field(default=1, validator=_positive)  # passes over the data mixture
-    max_steps: int = attrs.field(default=0, validator=_non_negative)  # optimizer steps; 0 = epochs decide
-    batch_size: int = attrs.field(default=8, validator=_positive)  # samples per process per micro-batch
-    grad_accum_steps: int = attrs.field(default=1, validator=_positive)  # micro-batches per optimizer step
-    lr: float = attrs.field(default=1e-4, validator=_positive)  # peak learning rate
-    min_lr_ratio: float = attrs.field(default=0.1, validator=_non_negative)  # cosine floor, x lr
-    weight_decay: float = attrs.field(default=0.05, validator=_non_negative)  # AdamW; not on norms/biases
-    warmup_steps: int = attrs.field(default=0, validator=_non_negative)  # linear warm-up, steps
-    max_grad_norm: float = attrs.field(default=1.0, validator=_non_negative)  # clip; 0 = off
+    epochs: int = attrs.field(default=1, validator=v.positive)  # passes over the data mixture
+    max_steps: int = attrs.field(default=0, validator=v.non_negative)  # optimizer steps; 0 = epochs decide
+    batch_size: int = attrs.field(default=8, validator=v.positive)  # samples per process per micro-batch
+    grad_accum_steps: int = attrs.field(default=1, validator=v.positive)  # micro-batches per optimizer step
+    lr: float = attrs.field(default=1e-4, validator=v.positive)  # peak learning rate
+    min_lr_ratio: float = attrs.field(default=0.1, validator=v.non_negative)  # cosine floor, x lr
+    weight_decay: float = attrs.field(default=0.05, validator=v.non_negative)  # AdamW; not on norms/biases
+    warmup_steps: int = attrs.field(default=0, validator=v.non_negative)  # linear warm-up, steps
+    max_grad_norm: float = attrs.field(default=1.0, validator=v.non_negative)  # clip; 0 = off
     precision: Precision = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU
     device: str = attrs.field(default="auto", validator=_device)  # "auto", "cpu", "cuda", "cuda:1", ...
     gradient_checkpointing: bool = False  # trade compute for activation memory in the LLM
     train: tuple[TrainablePart, ...] = ("bridge", "projection")  # what the optimizer updates
-    num_workers: int = attrs.field(default=0, validator=_non_negative)  # DataLoader workers
-    threads: int = attrs.field(default=0, validator=_non_negative)  # torch intra-op threads; 0 = default
-    max_text_tokens: int = attrs.field(default=256, validator=_positive)  # prompt+target, per sample
-    log_every: int = attrs.field(default=10, validator=_positive)  # steps between metric logs
-    save_every: int = attrs.field(default=0, validator=_non_negative)  # steps between checkpoints; 0 = end
-    keep_last: int = attrs.field(default=2, validator=_positive)  # step checkpoints kept on disk
+    num_workers: int = attrs.field(default=0, validator=v.non_negative)  # DataLoader workers
+    threads: int = attrs.field(default=0, validator=v.non_negative)  # torch intra-op threads; 0 = default
+    max_text_tokens: int = attrs.field(default=256, validator=v.positive)  # prompt+target, per sample
+    log_every: int = attrs.field(default=10, validator=v.positive)  # steps between metric logs
+    save_every: int = attrs.field(default=0, validator=v.non_negative)  # steps between checkpoints; 0 = end
+    keep_last: int = attrs.field(default=2, validator=v.positive)  # step checkpoints kept on disk
     max_bad_fraction: float = attrs.field(  # share of unreadable samples per dataset that stops the run
-        default=0.01, validator=_fraction
+        default=0.01, validator=v.fraction
     )
     max_nonfinite_steps: int = attrs.field(  # steps with a NaN/inf loss or gradient skipped; more stop
-        default=0, validator=_non_negative
+        default=0, validator=v.non_negative
     )
 
 
@@ -132,9 +107,9 @@ class RunConfig:
 class ProjectionConfig:
     """``[model.projection]``: two linear layers from the bridge width to the LLM width."""
 
-    hidden_size: int = attrs.field(default=0, validator=_non_negative)  # 0 = the LLM width
+    hidden_size: int = attrs.field(default=0, validator=v.non_negative)  # 0 = the LLM width
     activation: Literal["gelu", "silu", "relu"] = "gelu"  # between the two layers
-    dropout: float = attrs.field(default=0.0, validator=_non_negative)  # after the activation
+    dropout: float = attrs.field(default=0.0, validator=v.non_negative)  # after the activation
 
 
 @attrs.frozen
@@ -153,17 +128,19 @@ class DataConfig:
 
     dataset: ComponentSpec  # builder and its settings (root, split, ...)
     task: ComponentSpec  # turns samples into prompt/target and predictions into metrics
-    weight: float = attrs.field(default=1.0, validator=_finite_positive)  # share in the mixture (normalised)
+    weight: float = attrs.field(
+        default=1.0, validator=[v.finite, v.positive]
+    )  # share in the mixture (normalised)
 
 
 @attrs.frozen
 class EvalConfig:
     """``[eval]``: periodic evaluation during training and ``microvlm eval`` defaults."""
 
-    every_steps: int = attrs.field(default=0, validator=_non_negative)  # 0 = at the end only
-    max_samples: int = attrs.field(default=0, validator=_non_negative)  # per entry; 0 = all
-    batch_size: int = attrs.field(default=8, validator=_positive)  # generation batch
-    max_new_tokens: int = attrs.field(default=32, validator=_positive)  # per answer
+    every_steps: int = attrs.field(default=0, validator=v.non_negative)  # 0 = at the end only
+    max_samples: int = attrs.field(default=0, validator=v.non_negative)  # per entry; 0 = all
+    batch_size: int = attrs.field(default=8, validator=v.positive)  # generation batch
+    max_new_tokens: int = attrs.field(default=32, validator=v.positive)  # per answer
     data: tuple[DataConfig, ...] = ()  # evaluation entries ([[eval.data]])
 
 

@@ -1,7 +1,8 @@
 """Configuration of the ``hf_causal_lm`` language model, and its factory.
 
-This module imports only ``attrs`` so that ``microvlm.core_components`` can register the LLM without
-importing torch or transformers; :func:`build_hf_causal_lm` imports the loader inside.
+This module imports only ``attrs`` and core's validators so that ``microvlm.core_components`` can
+register the LLM without importing torch or transformers; :func:`build_hf_causal_lm` imports the
+loader inside.
 
 ``init = "random"`` builds the architecture from its config alone, with no weights. For a
 local directory the config is its ``config.json``. For ``model = "Qwen/Qwen2.5-0.5B"`` (the
@@ -12,15 +13,11 @@ hub or the Hugging Face cache.
 
 from __future__ import annotations
 
-import typing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import attrs
 
-from microvlm.errors import FieldValueError
-
-if TYPE_CHECKING:
-    pass
+from microvlm.recipes import validators as v
 
 Init = Literal["pretrained", "random"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -32,36 +29,8 @@ SHIPPED_CONFIGS = {"Qwen/Qwen2.5-0.5B": "qwen2.5-0.5b-config.json"}
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _non_empty(_: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise FieldValueError(attribute.name, "must not be empty: give a hub id or a local directory")
-
-
-def _literal(tp: Any) -> Any:
-    """Validator for a ``Literal[...]`` field (the recipe loader checks it too; this guards code)."""
-    choices = typing.get_args(tp)
-
-    def check(_: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            shown = ", ".join(repr(c) for c in choices)
-            raise FieldValueError(attribute.name, f"expected one of {shown}, got {value!r}")
-
-    return check
-
-
-def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise FieldValueError(attribute.name, f"must be > 0, got {value}")
-
-
-def _probability(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise FieldValueError(attribute.name, f"must be in [0, 1), got {value}")
-
-
-def _module_names(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-    if not value or any(not name.strip() for name in value):
-        raise FieldValueError(attribute.name, 'must list at least one module name, e.g. ["q_proj", "v_proj"]')
+_SOURCE = v.with_hint(v.non_empty, "give a hub id or a local directory")
+_MODULE_NAMES = v.with_hint(v.names, 'e.g. ["q_proj", "v_proj"]')
 
 
 @attrs.frozen
@@ -73,21 +42,23 @@ class HFCausalLMConfig:
     named by ``quantizer`` (``nf4``, from microvlm-quant) before adding LoRA.
     """
 
-    model: str = attrs.field(default="Qwen/Qwen2.5-0.5B", validator=_non_empty)  # hub id or local directory
+    model: str = attrs.field(default="Qwen/Qwen2.5-0.5B", validator=_SOURCE)  # hub id or local directory
     tokenizer: str = ""  # hub id or local directory of the tokenizer; "" = same as model
-    revision: str = attrs.field(default="main", validator=_non_empty)  # hub branch, tag or commit
-    init: Init = attrs.field(default="pretrained", validator=_literal(Init))  # "random": no weights loaded
-    dtype: Dtype = attrs.field(default="auto", validator=_literal(Dtype))  # auto: bf16 on bf16 GPU, else fp32
+    revision: str = attrs.field(default="main", validator=v.non_empty)  # hub branch, tag or commit
+    init: Init = attrs.field(default="pretrained", validator=v.one_of(Init))  # "random": no weights loaded
+    dtype: Dtype = attrs.field(default="auto", validator=v.one_of(Dtype))  # auto: bf16 on bf16 GPU, else fp32
     gradient_checkpointing: bool = False  # recompute decoder activations in backward (less memory)
-    adapter: Adapter = attrs.field(default="none", validator=_literal(Adapter))  # trainable part of the LLM
-    lora_r: int = attrs.field(default=64, validator=_positive)  # LoRA rank r
-    lora_alpha: int = attrs.field(default=16, validator=_positive)  # LoRA scale numerator: update x alpha / r
-    lora_dropout: float = attrs.field(default=0.05, validator=_probability)  # dropout on the LoRA input
+    adapter: Adapter = attrs.field(default="none", validator=v.one_of(Adapter))  # trainable part of the LLM
+    lora_r: int = attrs.field(default=64, validator=v.positive)  # LoRA rank r
+    lora_alpha: int = attrs.field(
+        default=16, validator=v.positive
+    )  # LoRA scale numerator: update x alpha / r
+    lora_dropout: float = attrs.field(default=0.05, validator=v.probability)  # dropout on the LoRA input
     lora_target_modules: tuple[str, ...] = attrs.field(  # module names (suffixes) that get LoRA
-        default=DEFAULT_TARGET_MODULES, validator=_module_names
+        default=DEFAULT_TARGET_MODULES, validator=_MODULE_NAMES
     )
     trust_remote_code: bool = False  # run model code from the hub repo; only for repos you trust
-    quantizer: str = attrs.field(default="nf4", validator=_non_empty)  # quantizer plugin for qlora
+    quantizer: str = attrs.field(default="nf4", validator=v.non_empty)  # quantizer plugin for qlora
 
     @property
     def tokenizer_source(self) -> str:
