@@ -38,6 +38,7 @@ from microvlm.errors import MicroVLMError
 
 if TYPE_CHECKING:
     from microvlm.models.vlm import MicroVLM
+    from microvlm.plugins.manager import Plugins
     from microvlm.recipes.config import ModelConfig
 
 if sys.version_info >= (3, 11):
@@ -328,7 +329,10 @@ def distrust(table: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_pretrained(
-    cls: type[MicroVLM], path: str | Path, plugins: Any = None, overrides: Mapping[str, Any] | None = None
+    cls: type[MicroVLM],
+    path: str | Path,
+    plugins: Plugins | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> MicroVLM:
     """Rebuild a model from a :func:`save_pretrained` directory, a ``checkpoint_final``, or an
     export (a folder with ``manifest.json``, loaded by the exporter plugin that wrote it).

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -25,6 +25,9 @@ from torch import nn
 from microvlm.data.text import IGNORE, fit_new_tokens, generation_room, left_pad_prompts
 from microvlm.models.projection import Projection
 from microvlm.recipes.config import ModelConfig
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class MicroVLM(nn.Module):
         lora_r: int = 64,
         *,
         config: ModelConfig | None = None,
-        plugins: Any = None,
+        plugins: Plugins | None = None,
         options: Mapping[str, Any] | None = None,
         device: str | None = None,
     ) -> None:
@@ -92,7 +95,9 @@ class MicroVLM(nn.Module):
             )
 
     @classmethod
-    def from_config(cls, config: ModelConfig, plugins: Any = None, device: str | None = None) -> MicroVLM:
+    def from_config(
+        cls, config: ModelConfig, plugins: Plugins | None = None, device: str | None = None
+    ) -> MicroVLM:
         """Build from a validated ``[model]`` config (``recipe.model``); ``device="meta"``: shapes only."""
         return cls(config=config, plugins=plugins, device=device)
 
@@ -302,7 +307,7 @@ class MicroVLM(nn.Module):
         return save_pretrained(self, directory, weights)  # type: ignore[arg-type]
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, plugins: Any = None, **overrides: Any) -> MicroVLM:
+    def from_pretrained(cls, path: str | Path, plugins: Plugins | None = None, **overrides: Any) -> MicroVLM:
         """Rebuild a model from a :meth:`save_pretrained` directory or a run's ``checkpoint_final``.
 
         ``model.toml`` rebuilds the architecture; ``model.safetensors`` holds the weights. An
@@ -379,7 +384,7 @@ def seed_model_config(
     use_lora: bool,
     use_qlora: bool,
     lora_r: int,
-    plugins: Any,
+    plugins: Plugins,
     options: Mapping[str, Any] | None = None,
 ) -> ModelConfig:
     """The seed's ``MicroVLM(vision_encoder=..., llm_model=..., use_lora=..., lora_r=...)``;
@@ -399,7 +404,7 @@ def seed_model_config(
     return build_model_config(section, plugins, "MicroVLM(...)")
 
 
-def with_options(config: ModelConfig, options: Mapping[str, Any], plugins: Any) -> ModelConfig:
+def with_options(config: ModelConfig, options: Mapping[str, Any], plugins: Plugins) -> ModelConfig:
     """``config`` with ``--set``-style ``{"bridge.num_layers": 2}`` changes, validated again."""
     from microvlm.models.pretrained import apply_options, model_table
     from microvlm.recipes.load import build_model_config

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microvlm.recipes.config import Pipeline, Recipe
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
 
-def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
+def run(recipe: Recipe | Pipeline, plugins: Plugins, progress: bool = True) -> Path:
     """Train a recipe; a pipeline trains its stages in order and returns the last checkpoint.
 
     A pipeline stage whose ``checkpoint_final`` already exists is skipped, so rerunning the
@@ -40,7 +43,7 @@ def run(recipe: Recipe | Pipeline, plugins: Any, progress: bool = True) -> Path:
     return final
 
 
-def _run(recipe: Recipe | Pipeline, plugins: Any, dist: Any, progress: bool) -> Path:
+def _run(recipe: Recipe | Pipeline, plugins: Plugins, dist: Any, progress: bool) -> Path:
     from microvlm.io.layout import FINAL
     from microvlm.train.loop import train_stage
 

@@ -27,7 +27,7 @@ import random
 import signal
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -44,6 +44,9 @@ from microvlm.train.dist import DistInfo
 from microvlm.train.guards import NonFiniteGuard, check_weights
 from microvlm.train.schedule import make_optimizer, make_scheduler
 from microvlm.train.validation import image_token_spread, validation_loss, warn_if_blind
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +114,9 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def train_stage(recipe: Recipe, plugins: Any, dist: DistInfo | None = None, progress: bool = True) -> Path:
+def train_stage(
+    recipe: Recipe, plugins: Plugins, dist: DistInfo | None = None, progress: bool = True
+) -> Path:
     """Train one stage; returns the final checkpoint directory."""
     from microvlm.models.processors import ImageEvalProcessor
     from microvlm.train.reporting import Reporter

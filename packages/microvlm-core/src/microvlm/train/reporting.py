@@ -6,15 +6,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microvlm.recipes.config import Recipe
 from microvlm.train.dist import DistInfo
 
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
+
 logger = logging.getLogger(__name__)
 
 
-def env_loggers(recipe: Recipe, plugins: Any) -> list[Any]:
+def env_loggers(recipe: Recipe, plugins: Plugins) -> list[Any]:
     """Loggers the environment turns on: ``wandb`` (with its defaults) when ``WANDB_PROJECT``
     is set and the recipe does not list it already."""
     from microvlm.recipes.config import ComponentSpec
@@ -33,7 +36,7 @@ class Reporter:
     """
 
     def __init__(
-        self, recipe: Recipe, plugins: Any, dist: DistInfo, total_steps: int, progress: bool = True
+        self, recipe: Recipe, plugins: Plugins, dist: DistInfo, total_steps: int, progress: bool = True
     ) -> None:
         self.recipe = recipe
         self.run = recipe.run

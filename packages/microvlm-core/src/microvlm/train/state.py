@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -22,6 +22,9 @@ from microvlm.train.settings import (
     report_changes,
     settings_record,
 )
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class RunState:
     world: int = 1  # processes of the run that owns this state
     saved: dict[str, Any] = attrs.field(factory=dict, repr=False)  # trainer.json resumed from, if any
 
-    def meta(self, recipe: Recipe, plugins: Any) -> dict[str, Any]:
+    def meta(self, recipe: Recipe, plugins: Plugins) -> dict[str, Any]:
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -61,7 +64,7 @@ class RunState:
         optimizer: Any,
         scheduler: Any,
         recipe: Recipe,
-        plugins: Any,
+        plugins: Plugins,
         keep_last: int,
         rank_rng: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
@@ -86,7 +89,7 @@ class RunState:
         logger.info("saved %s", path)
         return path
 
-    def save_final(self, path: Path, model: Any, recipe: Recipe, plugins: Any) -> Path:
+    def save_final(self, path: Path, model: Any, recipe: Recipe, plugins: Plugins) -> Path:
         """``checkpoint_final``: trainable weights + the model table to rebuild the model."""
         import tomli_w
 

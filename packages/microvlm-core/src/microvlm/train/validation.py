@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from microvlm.recipes.config import Recipe
 from microvlm.train.data import Collate, EpochDataset
 from microvlm.train.dist import DistInfo
 
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,7 +24,7 @@ logger = logging.getLogger(__name__)
 def validation_loss(
     model: MicroVLM,
     recipe: Recipe,
-    plugins: Any,
+    plugins: Plugins,
     processor: Any,
     device: torch.device,
     amp: torch.dtype | None,
