@@ -267,6 +267,7 @@ class IndexedBuilder:
         self._samples = samples
         self.skipped = {"malformed": 1}
         self.skipped_examples = {"malformed": ["ann.json: [3]"]}
+        self.records_read = len(samples) + 1  # the malformed record too
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -293,7 +294,7 @@ def test_build_sources_indexes_builders_instead_of_copying(samples: list[Sample]
     plugins = Plugins(IndexedBuilder(samples))
     (source,) = build_sources([entry], plugins)
     assert source.samples is plugins.builder and source.skipped == {"malformed": 1}
-    assert source.skipped_examples == ("ann.json: [3]",)
+    assert source.skipped_examples == ("ann.json: [3]",) and source.records == len(samples) + 1
     (head,) = build_sources([entry], plugins, limit=3)
     assert len(head.samples) == 3 and [s.id for s in head.samples] == ["0", "1", "2"]
     with pytest.raises(IndexError):

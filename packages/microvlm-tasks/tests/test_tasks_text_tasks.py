@@ -9,10 +9,10 @@ import attrs
 import pytest
 
 import microvlm
+from microvlm.contracts.data import Task
 from microvlm.data import Box, ImageRef, Sample, Turn
 from microvlm.errors import MicroVLMError
 from microvlm.recipes.structure import ConfigErrors, structure
-from microvlm_tasks.base import Task
 from microvlm_tasks.captioning import build_captioning, build_pretrain
 from microvlm_tasks.config import CaptioningConfig, PretrainConfig, VQAConfig
 from microvlm_tasks.metrics import caption as caption_module

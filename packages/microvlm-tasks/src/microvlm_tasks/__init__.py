@@ -1,7 +1,8 @@
 """Tasks and metrics for MicroVLM-E, registered as plugins through the ``microvlm`` entry point.
 
-The task interface (what the trainer and ``microvlm eval`` call) is documented in
-:mod:`microvlm_tasks.base`; the box text format in :mod:`microvlm_tasks.boxes`.
+Each task satisfies core's :class:`microvlm.contracts.data.Task` protocol (what the trainer,
+``microvlm eval`` and ``results.json`` call); the helpers the tasks share are in
+:mod:`microvlm_tasks.base`, the box text format in :mod:`microvlm_tasks.boxes`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata as _md
 
 from microvlm_tasks.aokvqa import AOKVQAChoiceTask, AOKVQADirectTask, build_aokvqa_da, build_aokvqa_mc
-from microvlm_tasks.base import Task
 from microvlm_tasks.boxes import COORD_MAX, format_box, parse_box, to_pixels
 from microvlm_tasks.captioning import CaptionTask, build_captioning, build_pretrain
 from microvlm_tasks.config import (
@@ -43,7 +43,6 @@ __all__ = [
     "InstructConfig",
     "InstructTask",
     "PretrainConfig",
-    "Task",
     "VQAConfig",
     "VQATask",
     "__version__",

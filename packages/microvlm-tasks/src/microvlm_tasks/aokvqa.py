@@ -23,7 +23,7 @@ from typing import Any
 
 from microvlm.data import Example, Sample
 from microvlm.errors import MicroVLMError
-from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
+from microvlm_tasks.base import TaskDefaults, check_lengths, first_line, prompt_and_target
 from microvlm_tasks.config import AOKVQAChoiceConfig, AOKVQADirectConfig
 from microvlm_tasks.vqa import majority_answer
 
@@ -53,7 +53,7 @@ def correct_choice(task: str, sample: Sample) -> int:
     return index
 
 
-class AOKVQADirectTask:
+class AOKVQADirectTask(TaskDefaults):
     """See the module docstring."""
 
     name = "aokvqa_da"
@@ -112,7 +112,7 @@ class AOKVQADirectTask:
         return rows
 
 
-class AOKVQAChoiceTask:
+class AOKVQAChoiceTask(TaskDefaults):
     """See the module docstring."""
 
     name = "aokvqa_mc"

@@ -1,39 +1,10 @@
-"""The task interface: what the trainer and ``microvlm eval`` call on a task object.
+"""Helpers the tasks share: end-of-sequence text, short answers, prompt/target examples, and
+:class:`TaskDefaults` for tasks with nothing to add to summaries or training samples.
 
-A task plugin's factory is called as ``factory(config)`` and returns an object with:
-
-``name: str``, ``config``
-    The registered name (``"vqa"``) and the frozen config it was built with.
-``max_new_tokens: int``
-    A generation budget that fits the task's answers (VQA 10, captions 40, chats 256).
-``example(sample, rng, tokenizer=None) -> microvlm.data.Example``
-    Training text for one :class:`~microvlm.data.Sample`: segments that follow the image
-    tokens, the ``target`` ones carrying the loss. ``rng`` (a :class:`random.Random`)
-    makes every random choice (which caption, which prompt template), so a seeded data
-    order gives the same examples. With a tokenizer, targets end with its ``eos_token``
-    text (instruct: with the chat template's end-of-turn token), so the model learns to
-    stop. ``"".join(s.text for s in example.segments)`` is the whole text.
-``eval_prompt(sample, tokenizer=None) -> str``
-    The text generation is conditioned on at evaluation (after the image tokens).
-``references(sample) -> list[str]``
-    What a prediction is compared with: captions, the human answers, the box as text,
-    the final assistant reply.
-``score(predictions, samples) -> dict[str, float | str]``
-    Corpus metrics for ``predictions[i]`` generated for ``samples[i]``. Numbers are
-    metrics (rates in [0, 1]; CIDEr on its usual 0-10 scale); string values are notes
-    about how they were computed, e.g. ``"tokenizer": "simple"`` when Java is missing.
-    Predictions are the decoded generations without the prompt and without special
-    tokens; tasks strip whitespace (VQA, captions and boxes: up to the first line break).
-``per_sample(predictions, samples) -> list[dict]``
-    One JSON-able row per sample for a predictions JSONL: ``id``, ``prompt`` inputs,
-    ``prediction``, ``references`` and the sample's own score where there is one.
-
-Optional:
-
-``training_samples(samples) -> Sequence[Sample]``
-    Called once per training ``[[data]]`` entry (never for evaluation) with the dataset's
-    samples; returns the ones to train on. The vqa task uses it to put several questions
-    about one image into one sample (``Sample.group``, see ``questions_per_sequence``).
+What a task must provide (the trainer, ``microvlm eval`` and ``results.json`` call it) is the
+:class:`microvlm.contracts.data.Task` protocol in core, so a third-party task package needs
+only microvlm-core. Predictions are the decoded generations without the prompt and without
+special tokens; tasks strip whitespace (VQA, captions and boxes: up to the first line break).
 
 Image sizes (grounding) come from ``sample.image.size`` (width, height) when the dataset
 gives it; otherwise the task reads the image header to learn the size.
@@ -41,32 +12,24 @@ gives it; otherwise the task reads the image header to learn the size.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from microvlm.contracts.data import Metric, TaskSummary, default_summary
 from microvlm.data import Example, Sample, Segment
 
 
-@runtime_checkable
-class Task(Protocol):
-    """Structural type of a task object (see the module docstring)."""
+class TaskDefaults:
+    """``summarize`` and ``training_samples`` of :class:`~microvlm.contracts.data.Task` for a
+    task with nothing to add: every metric as it is, and the samples trained on as built."""
 
-    name: str
-    config: Any
+    def summarize(self, metrics: Mapping[str, Metric]) -> TaskSummary:
+        """Every metric under its own name, one table row per number (:func:`default_summary`)."""
+        return default_summary(metrics)
 
-    @property
-    def max_new_tokens(self) -> int: ...
-
-    def example(self, sample: Sample, rng: random.Random, tokenizer: Any = None) -> Example: ...
-
-    def eval_prompt(self, sample: Sample, tokenizer: Any = None) -> str: ...
-
-    def references(self, sample: Sample) -> list[str]: ...
-
-    def score(self, predictions: Sequence[str], samples: Sequence[Sample]) -> dict[str, float | str]: ...
-
-    def per_sample(self, predictions: Sequence[str], samples: Sequence[Sample]) -> list[dict[str, Any]]: ...
+    def training_samples(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        """The entry's samples, unchanged."""
+        return samples
 
 
 def eos_text(tokenizer: Any) -> str:

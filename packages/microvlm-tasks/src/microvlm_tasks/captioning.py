@@ -3,22 +3,38 @@
 ``pretrain`` (stage 1, alignment) conditions on no prompt at all by default: the image
 tokens, then the caption. ``captioning`` puts an instruction first ("Describe this
 image."). Both pick one of the sample's captions with the data RNG (COCO has about five
-per image) and score with BLEU-1..4, METEOR, ROUGE-L and CIDEr (:mod:`.metrics.caption`).
+per image) and score with BLEU-1..4, METEOR, ROUGE-L and CIDEr (:mod:`.metrics.caption`);
+``results.json`` and the results table show them under the names of the COCO caption
+evaluation toolkit (``CIDEr``, ``BLEU-4``, ...).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from microvlm.contracts.data import Metric, TaskSummary, default_summary
 from microvlm.data import Example, Sample
 from microvlm.errors import MicroVLMError
-from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
+from microvlm_tasks.base import TaskDefaults, check_lengths, first_line, prompt_and_target
 from microvlm_tasks.config import CaptioningConfig, PretrainConfig
 
+#: Metric names of :func:`~microvlm_tasks.metrics.caption.caption_scores` -> as the COCO caption
+#: evaluation toolkit (pycocoevalcap) prints them.
+CAPTION_NAMES = {
+    "cider": "CIDEr",
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "spice": "SPICE",
+}
 
-class CaptionTask:
+
+class CaptionTask(TaskDefaults):
     """Shared by ``pretrain`` and ``captioning``; see the module docstring."""
 
     def __init__(
@@ -73,6 +89,10 @@ class CaptionTask:
             {"id": s.id, "prediction": first_line(p), "references": self.references(s)}
             for p, s in zip(predictions, samples, strict=True)
         ]
+
+    def summarize(self, metrics: Mapping[str, Metric]) -> TaskSummary:
+        """Every metric, the caption ones renamed as :data:`CAPTION_NAMES` (``cider`` -> ``CIDEr``)."""
+        return default_summary({CAPTION_NAMES.get(k, k): v for k, v in metrics.items()})
 
 
 def build_pretrain(config: PretrainConfig) -> CaptionTask:

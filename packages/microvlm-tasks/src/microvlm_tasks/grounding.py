@@ -14,12 +14,12 @@ from typing import Any
 
 from microvlm.data import Box, Example, Sample
 from microvlm.errors import MicroVLMError
-from microvlm_tasks.base import check_lengths, prompt_and_target
+from microvlm_tasks.base import TaskDefaults, check_lengths, prompt_and_target
 from microvlm_tasks.boxes import format_box, image_size, parse_box, to_pixels
 from microvlm_tasks.config import GroundingConfig
 
 
-class GroundingTask:
+class GroundingTask(TaskDefaults):
     """See the module docstring."""
 
     name = "grounding"

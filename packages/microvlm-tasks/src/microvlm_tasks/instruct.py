@@ -14,12 +14,12 @@ from typing import Any
 
 from microvlm.data import Example, Sample
 from microvlm.errors import MicroVLMError
-from microvlm_tasks.base import check_lengths
+from microvlm_tasks.base import TaskDefaults, check_lengths
 from microvlm_tasks.chat import Message, chat_segments, render, to_messages
 from microvlm_tasks.config import InstructConfig
 
 
-class InstructTask:
+class InstructTask(TaskDefaults):
     """See the module docstring."""
 
     name = "instruct"

@@ -9,6 +9,10 @@ BLIP-2's zero-shot ``Question: {question} Short answer:``.
 With ``questions_per_sequence = N`` (training only) the questions about one image are trained
 N to a sequence, ``[image][Q1 A1 eos][Q2 A2 eos]...``, as LLaVA-1.5 merges VQAv2: the image is
 encoded once and its tokens sit in the sequence once for all N answers.
+
+``results.json`` keeps ``accuracy``, ``majority_baseline`` and ``by_question_type``
+(``{kind: {"accuracy": ..., "majority_baseline": ...}}``); the results table shows accuracy
+and one indented row per question type, each beside the majority-answer baseline.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from microvlm.contracts.data import Metric, ResultRow, TaskSummary
 from microvlm.data import Example, Sample, Segment
 from microvlm.errors import MicroVLMError
 from microvlm_tasks.base import check_lengths, first_line, prompt_and_target
@@ -139,6 +144,26 @@ class VQATask:
                 }
             )
         return rows
+
+    def summarize(self, metrics: Mapping[str, Metric]) -> TaskSummary:
+        """Accuracy, the majority baseline and the per-question-type breakdown of :meth:`score`."""
+        types = by_question_type(metrics)
+        accuracy, baseline = metrics.get("accuracy"), metrics.get("majority_baseline")
+        rows = [ResultRow("accuracy", accuracy, baseline)]
+        for kind, values in sorted(types.items()):
+            rows.append(ResultRow(f"  {kind}", values.get("accuracy"), values.get("majority_baseline")))
+        results = {"accuracy": accuracy, "majority_baseline": baseline, "by_question_type": types}
+        return TaskSummary(results, tuple(rows), baseline_name="majority baseline")
+
+
+def by_question_type(metrics: Mapping[str, Metric]) -> dict[str, dict[str, Metric]]:
+    """``question_type/<kind>/<what>`` metrics (see :meth:`VQATask.score`) -> ``{kind: {what: value}}``."""
+    out: dict[str, dict[str, Metric]] = {}
+    for name, value in metrics.items():
+        if name.startswith("question_type/"):
+            _, kind, what = name.split("/", 2)
+            out.setdefault(kind, {})[what] = value
+    return out
 
 
 def build_vqa(config: VQAConfig) -> VQATask:

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from microvlm.contracts.data import Task
 from microvlm.contracts.samples import Sample
 from microvlm.errors import MicroVLMError
 from microvlm.recipes.config import DataConfig
@@ -26,7 +27,7 @@ class Source:
 
     name: str  # "vqav2/vqa": dataset/task, for logs
     samples: Sequence[Sample]
-    task: Any
+    task: Task
     weight: float
     skipped: Mapping[str, int] = attrs.field(factory=dict)  # reason -> records left out while loading
     skipped_examples: tuple[str, ...] = ()  # where some of them are
@@ -62,9 +63,11 @@ def build_sources(
     """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each.
 
     An indexable builder (``len`` and ``builder[i]``) is kept as the sample sequence; any
-    other is read into a list. For training (``train``), a task with a ``training_samples``
-    method gets the entry's samples and returns the ones to train on (the vqa task can put
-    several questions about one image into one sample); evaluation always sees them as built.
+    other is read into a list. For training (``train``), the task's ``training_samples`` gets
+    the entry's samples and returns the ones to train on (the vqa task can put several
+    questions about one image into one sample); evaluation always sees them as built. What the
+    builder left out (``skipped``, ``skipped_examples``, ``records_read``: members of the
+    :class:`~microvlm.contracts.data.DatasetBuilder` contract) travels with the source.
     """
     sources = []
     for entry in entries:
@@ -81,20 +84,19 @@ def build_sources(
                     break
             samples = materialised
         name = f"{entry.dataset.name}/{entry.task.name}"
-        skipped = dict(getattr(builder, "skipped", {}) or {})
-        examples = tuple(
-            where for found in (getattr(builder, "skipped_examples", {}) or {}).values() for where in found
-        )[:MAX_EXAMPLES]
+        skipped = dict(builder.skipped)
+        examples = tuple(where for found in builder.skipped_examples.values() for where in found)[
+            :MAX_EXAMPLES
+        ]
         if not len(samples):
             unreadable = f" ({reasons_text(skipped)} left out, e.g. {examples[0]})" if examples else ""
             raise MicroVLMError(
                 f"data entry {name}: the dataset yielded no samples{unreadable}; check its root and split"
             )
         task = plugins.build("task", entry.task.name, entry.task.config)
-        regroup = getattr(task, "training_samples", None) if train else None
-        if regroup is not None:
-            samples = regroup(samples)
-        records = int(getattr(builder, "records_read", 0) or 0)  # COCO: captions and images
+        if train:
+            samples = task.training_samples(samples)
+        records = int(builder.records_read)  # COCO: captions and images
         sources.append(Source(name, samples, task, entry.weight, skipped, examples, records))
     return sources
 

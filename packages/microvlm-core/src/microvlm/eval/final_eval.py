@@ -1,13 +1,17 @@
 """The evaluation at the end of a stage: generation on ``[[eval.data]]``, ``results.json``.
 
-``results.json`` in the stage's output folder summarises the metrics per task::
+``results.json`` in the stage's output folder keeps, under each task's name, what the task's
+:meth:`~microvlm.contracts.data.Task.summarize` made of its metrics, and the rows of the
+results table the CLI prints (so the table needs no knowledge of any task)::
 
     {"vqa": {"accuracy": 0.97, "majority_baseline": 0.41, "by_question_type": {...}},
      "captioning": {"CIDEr": 2.1, "BLEU-4": 0.6, ...},
-     "grounding": {"acc@0.5": 0.93, "miou": 0.81, ...},
-     "wall_seconds": 512.3,
-     "entries": {"shapes/vqa": {every metric the task reported}, ...}}
+     "entries": {"shapes/vqa": {every metric the task reported}, ...},
+     "table": [{"task": "vqa", "metric": "accuracy", "value": 0.97, "baseline": 0.41,
+                "baseline_name": "majority baseline"}, ...],
+     "wall_seconds": 512.3}
 
+A task's summary sits under its name, or under ``dataset/task`` when two entries share a task.
 Predictions and the full metrics go to ``<output_dir>/eval/``.
 """
 
@@ -15,59 +19,48 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from microvlm.contracts.data import Metric, Task
 from microvlm.recipes.config import Recipe
 
 logger = logging.getLogger(__name__)
 
 RESULTS = "results.json"
-_CAPTION_NAMES = {
-    "cider": "CIDEr",
-    "bleu_1": "BLEU-1",
-    "bleu_2": "BLEU-2",
-    "bleu_3": "BLEU-3",
-    "bleu_4": "BLEU-4",
-    "meteor": "METEOR",
-    "rouge_l": "ROUGE-L",
-    "spice": "SPICE",
-}
+#: Keys of ``results.json`` that are not a task's summary.
+ENTRIES, TABLE, WALL_SECONDS = "entries", "table", "wall_seconds"
 
 
-def by_question_type(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``question_type/<kind>/<what>`` metrics (the vqa task's) -> ``{kind: {what: value}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in metrics.items():
-        if name.startswith("question_type/"):
-            _, kind, what = name.split("/", 2)
-            out.setdefault(kind, {})[what] = value
-    return out
-
-
-def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Entry metrics (``"dataset/task" -> metrics``) -> the task-keyed summary of results.json."""
+def summarize(results: Mapping[str, Mapping[str, Metric]], tasks: Mapping[str, Task]) -> dict[str, Any]:
+    """Entry metrics (``"dataset/task" -> metrics``) -> the summary of ``results.json``, each
+    entry summarised by its task (``tasks``, by the same entry names)."""
     summary: dict[str, Any] = {}
+    table: list[dict[str, Any]] = []
     for entry, metrics in results.items():
-        task = entry.rsplit("/", 1)[-1]
-        key = task if task not in summary else entry
-        if task == "vqa":
-            summary[key] = {
-                "accuracy": metrics.get("accuracy"),
-                "majority_baseline": metrics.get("majority_baseline"),
-                "by_question_type": by_question_type(metrics),
+        name = entry.rsplit("/", 1)[-1]
+        key = entry if name in summary or name in (ENTRIES, TABLE, WALL_SECONDS) else name
+        done = tasks[entry].summarize(metrics)
+        summary[key] = dict(done.results)
+        table += [
+            {
+                "task": key,
+                "metric": row.metric,
+                "value": row.value,
+                "baseline": row.baseline,
+                "baseline_name": done.baseline_name,
             }
-        elif task in ("captioning", "pretrain"):
-            summary[key] = {_CAPTION_NAMES.get(k, k): v for k, v in metrics.items()}
-        else:
-            summary[key] = {k: v for k, v in metrics.items() if not k.startswith("question_type/")}
-    summary["entries"] = results
+            for row in done.rows
+        ]
+    summary[ENTRIES] = {entry: dict(metrics) for entry, metrics in results.items()}
+    summary[TABLE] = table
     return summary
 
 
 def final_evaluation(model: Any, recipe: Recipe, plugins: Any, progress: bool = True) -> Path | None:
     """Evaluate ``model`` on the recipe's ``[[eval.data]]`` and write ``results.json``."""
-    from microvlm.eval.evaluate import evaluate
+    from microvlm.eval.evaluate import entry_name, evaluate
 
     if not recipe.eval.data:
         return None
@@ -85,8 +78,9 @@ def final_evaluation(model: Any, recipe: Recipe, plugins: Any, progress: bool = 
         )
     finally:
         model.train(was_training)
+    tasks = {entry_name(e): plugins.build("task", e.task.name, e.task.config) for e in recipe.eval.data}
     path = out / RESULTS
-    path.write_text(json.dumps(summarize(results), indent=2) + "\n")
+    path.write_text(json.dumps(summarize(results, tasks), indent=2) + "\n")
     logger.info("wrote %s", path)
     return path
 
@@ -94,6 +88,6 @@ def final_evaluation(model: Any, recipe: Recipe, plugins: Any, progress: bool = 
 def add_wall_seconds(path: Path, seconds: float) -> dict[str, Any]:
     """Record the command's wall time in ``results.json``; returns the updated summary."""
     summary = json.loads(path.read_text())
-    summary["wall_seconds"] = round(seconds, 1)
+    summary[WALL_SECONDS] = round(seconds, 1)
     path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
