@@ -486,3 +486,21 @@ def test_pipeline_stage_problems_are_clear_errors(tmp_path, plugins, stage, expe
     path = write(tmp_path / "p.toml", f"[[stages]]\n{stage}\n")
     [message] = errors_of(path, plugins)
     assert message.startswith(f"[stage 1] {path}: {expected}")
+
+
+def test_a_field_naming_a_component_must_name_a_registered_one(tmp_path):
+    """#15: `recipe check --set model.llm.quantizer=int8` said ok though nobody registers it."""
+    from microvlm import load_plugins
+    from microvlm.testing.toys import ToyPlugin
+
+    plugins = load_plugins(allow=[], extra=[("toys", ToyPlugin())])  # core's own plugins and the toys
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[run]\nname = "r"\noutput_dir = "out"\n[model.encoder]\nname = "toy_encoder"\n'
+        '[model.bridge]\nname = "toy_bridge"\n[model.llm]\nname = "hf_causal_lm"\n'
+        '[[data]]\ndataset = "toy_dataset"\ntask = "toy_task"\n'
+    )
+    load_recipe(recipe, plugins)  # the default quantizer is not in use: no quantizer needed
+    for override in ('model.llm.quantizer="int8"', 'model.llm.adapter="qlora"'):
+        with pytest.raises(RecipeError, match=r"model\.llm\.quantizer: unknown quantizer"):
+            load_recipe(recipe, plugins, [override])

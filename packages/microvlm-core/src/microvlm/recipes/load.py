@@ -49,6 +49,7 @@ from microvlm.recipes.tables import (  # re-exported: the recipe API is microvlm
     shorten,
     translate_legacy,
 )
+from microvlm.recipes.validators import COMPONENT_NAME
 
 if TYPE_CHECKING:
     from microvlm.plugins.manager import Plugins
@@ -183,7 +184,24 @@ def _component(
         p.add((*path, name_key), str(exc))
         return None
     config = p.structure(settings, component.config_cls, path)
-    return None if config is None else ComponentSpec(name, config)
+    if config is None:
+        return None
+    _check_component_names(p, config, settings, path, plugins)
+    return ComponentSpec(name, config)
+
+
+def _check_component_names(
+    p: _Problems, config: Any, settings: dict[str, Any], path: Path_, plugins: Plugins
+) -> None:
+    """Fields marked :func:`~microvlm.recipes.validators.component_name` must name a registered component."""
+    for field in attrs.fields(type(config)):
+        kind, used_when = field.metadata.get(COMPONENT_NAME, (None, None))
+        if kind is None or (field.name not in settings and not (used_when and used_when(config))):
+            continue
+        try:
+            plugins.get(kind, getattr(config, field.name))
+        except PluginError as exc:
+            p.add((*path, field.name), str(exc))
 
 
 def _build_model(p: _Problems, section: Any, plugins: Plugins) -> ModelConfig | None:

@@ -151,9 +151,24 @@ def with_hint(validator: Validator, hint: str) -> Validator:
     return check
 
 
+#: attrs metadata key of a field whose value names another component (see :func:`component_name`)
+COMPONENT_NAME = "microvlm_component"
+
+
+def component_name(kind: str, *, used_when: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """``attrs.field(metadata=component_name("quantizer"))``: the field's value names a component
+    of ``kind``; ``microvlm recipe check`` (and every recipe load) refuses a name nobody registered,
+    listing the registered ones. The check runs when the recipe sets the field, or when
+    ``used_when(config)`` says the default is in use (e.g. only ``adapter = "qlora"`` needs a
+    quantizer), so a core-only install does not fail on a default it never uses."""
+    return {COMPONENT_NAME: (kind, used_when)}
+
+
 __all__ = [
+    "COMPONENT_NAME",
     "Validator",
     "at_least",
+    "component_name",
     "fail",
     "finite",
     "fraction",

@@ -33,6 +33,10 @@ _SOURCE = v.with_hint(v.non_empty, "give a hub id or a local directory")
 _MODULE_NAMES = v.with_hint(v.names, 'e.g. ["q_proj", "v_proj"]')
 
 
+def _uses_quantizer(config: HFCausalLMConfig) -> bool:
+    return config.adapter == "qlora"
+
+
 @attrs.frozen
 class HFCausalLMConfig:
     """``[model.llm] name = "hf_causal_lm"``: a transformers ``AutoModelForCausalLM``.
@@ -58,7 +62,11 @@ class HFCausalLMConfig:
         default=DEFAULT_TARGET_MODULES, validator=_MODULE_NAMES
     )
     trust_remote_code: bool = False  # run model code from the hub repo; only for repos you trust
-    quantizer: str = attrs.field(default="nf4", validator=v.non_empty)  # quantizer plugin for qlora
+    quantizer: str = attrs.field(  # quantizer plugin for qlora
+        default="nf4",
+        validator=v.non_empty,
+        metadata=v.component_name("quantizer", used_when=_uses_quantizer),
+    )
 
     @property
     def tokenizer_source(self) -> str:
