@@ -127,6 +127,13 @@ class Int8Linear(nn.Module):
         return cls(q, scale, linear.bias)
 
     @property
+    def weight(self) -> torch.Tensor:
+        """The stored int8 ``[out, in]`` (``qweight``), for code that asks a layer for its weight's
+        device or dtype (``MicroVLM.device``, ``LanguageModel.lm_head``); not a float weight: use
+        :meth:`dequantize` for that."""
+        return self.qweight
+
+    @property
     def in_features(self) -> int:
         return self.qweight.shape[1]
 
