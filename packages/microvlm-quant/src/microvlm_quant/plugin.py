@@ -15,6 +15,7 @@ from microvlm_quant.export_config import (
     build_fp16,
     build_int8,
 )
+from microvlm_quant.qat import BitNetQATConfig, build_bitnet_qat
 
 
 @hookimpl
@@ -36,4 +37,14 @@ def register_exporters(register: Register) -> None:
         build_bitnet158,
         BitNetExportConfig,
         description="BitNet b1.58: ternary decoder linears at 1.6 bits, the rest int8",
+    )
+
+
+@hookimpl
+def register_qat_schemes(register: Register) -> None:
+    register(
+        "bitnet158",
+        build_bitnet_qat,
+        BitNetQATConfig,
+        description="BitNet b1.58 fake quantisation with a lambda warm-up, for the bitnet158 export",
     )

@@ -145,6 +145,17 @@ def register_exporters(register: Register) -> None:
 
 
 @hookspec
+def register_qat_schemes(register: Register) -> None:
+    """Register quantisation-aware training schemes (a recipe's ``[qat] name = "..."``).
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.quant.QATScheme`.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
+@hookspec
 def register_loggers(register: Register) -> None:
     """Register metric sinks (console, JSON lines, experiment trackers).
 
@@ -178,6 +189,7 @@ COMPONENT_HOOKS: dict[str, str] = {
     "task": "register_tasks",
     "quantizer": "register_quantizers",
     "exporter": "register_exporters",
+    "qat": "register_qat_schemes",
     "logger": "register_loggers",
 }
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from microvlm.contracts.data import DatasetBuilder, Task
 from microvlm.contracts.logger import Logger
 from microvlm.contracts.model import Bridge, Encoder, LanguageModel
-from microvlm.contracts.quant import Exporter, Quantizer
+from microvlm.contracts.quant import Exporter, QATScheme, Quantizer
 
 #: kind -> the protocol every component of that kind satisfies
 PROTOCOLS: MappingProxyType[str, type] = MappingProxyType(
@@ -20,6 +20,7 @@ PROTOCOLS: MappingProxyType[str, type] = MappingProxyType(
         "task": Task,
         "quantizer": Quantizer,
         "exporter": Exporter,
+        "qat": QATScheme,
         "logger": Logger,
     }
 )

@@ -84,4 +84,32 @@ class Exporter(Protocol):
         ...
 
 
-__all__ = ["ExportReport", "Exporter", "Quantizer", "TensorGroup"]
+@runtime_checkable
+class QATScheme(Protocol):
+    """Quantisation-aware training: fake quantisation during a training stage, so that the
+    exporter of the same scheme later produces a model that still works. Built as
+    ``factory(config)`` from a recipe's ``[qat]`` table.
+
+    The runner calls :meth:`prepare` once, after ``run.init_from`` is loaded and before the
+    optimizer is made (and before a resumed run's weights are loaded: the parameter names
+    must not change); then :meth:`set_step` before every optimizer step, with the step about to
+    be taken, so a resumed run gets the same schedule; and :meth:`finish` before the final
+    evaluation and checkpoint.
+    """
+
+    def prepare(self, model: Any) -> int:
+        """Swap ``model``'s layers for fake-quantised ones in place, keeping parameter names and
+        values (full-precision shadow weights); returns how many layers were swapped."""
+        ...
+
+    def set_step(self, model: Any, step: int) -> Mapping[str, float]:
+        """Set the quantisation strength for optimizer step ``step`` (from 0); returns metrics
+        to log (e.g. ``{"qat/lambda": 0.5}``)."""
+        ...
+
+    def finish(self, model: Any) -> None:
+        """Full quantisation for the final evaluation and checkpoint."""
+        ...
+
+
+__all__ = ["ExportReport", "Exporter", "QATScheme", "Quantizer", "TensorGroup"]

@@ -336,6 +336,14 @@ class MicroVLM(nn.Module):
         """The parameters that train (bridge, projection, LoRA, unfrozen parts), by name."""
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
 
+    def merge_adapter(self) -> bool:
+        """Fold the LLM's LoRA into its base weights; ``config`` then says ``adapter = "none"``, so
+        a checkpoint saved afterwards rebuilds the merged model. Returns whether there was one."""
+        if not self.llm.merge_adapter():
+            return False
+        self.config = attrs.evolve(self.config, llm=attrs.evolve(self.config.llm, config=self.llm.config))
+        return True
+
     def set_trainable(self, parts: Sequence[str]) -> None:
         """Choose what trains: any of ``bridge``, ``projection``, ``lora``, ``llm``, ``encoder``."""
         self.requires_grad_(False)

@@ -155,6 +155,7 @@ class Recipe:
     eval: EvalConfig
     loggers: tuple[ComponentSpec, ...]
     resolved: dict = attrs.field(eq=False, repr=False)  # merged TOML table (for --print, run records)
+    qat: ComponentSpec | None = None  # [qat]: quantisation-aware training scheme, if any
 
 
 @attrs.frozen

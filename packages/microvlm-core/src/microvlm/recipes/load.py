@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from microvlm.plugins.manager import Plugins
 
 
-RECIPE_KEYS = ("extends", "run", "model", "data", "eval", "loggers")
+RECIPE_KEYS = ("extends", "run", "model", "data", "eval", "loggers", "qat")
 PIPELINE_KEYS = ("extends", "stages")
 MODEL_COMPONENTS = {"encoder": "encoder", "bridge": "bridge", "llm": "llm"}
 DEFAULT_LOGGERS = ({"name": "console"}, {"name": "jsonl"})
@@ -157,8 +157,9 @@ def build_recipe(table: Table, plugins: Plugins, *, check_output_dir: bool = Fal
         if evaluation is not None and eval_entries is not None:
             evaluation = attrs.evolve(evaluation, data=eval_entries)
     loggers = _build_loggers(p, data.get("loggers", list(DEFAULT_LOGGERS)), plugins)
+    qat = _component(p, "qat", data["qat"], ("qat",), plugins) if "qat" in data else None
     p.raise_if_any()
-    return Recipe(table.source, run, model, entries, evaluation, loggers, copy.deepcopy(data))
+    return Recipe(table.source, run, model, entries, evaluation, loggers, copy.deepcopy(data), qat)
 
 
 def _component(
@@ -449,6 +450,8 @@ def recipe_to_table(recipe: Recipe) -> dict[str, Any]:
         "eval": evaluation,
         "loggers": [_component_table(spec) for spec in recipe.loggers],
     }
+    if recipe.qat is not None:
+        table["qat"] = _component_table(recipe.qat)
     if recipe.eval.data:
         table["eval"]["data"] = [_entry_table(e) for e in recipe.eval.data]
     return table

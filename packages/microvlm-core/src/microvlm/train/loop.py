@@ -141,6 +141,11 @@ def train_stage(
     if run.init_from:
         n = apply_weights(model, layout.load_weights(run.init_from), run.init_from)
         logger.info("initialised %d tensors from %s", n, run.init_from)
+    qat = plugins.build("qat", recipe.qat.name, recipe.qat.config) if recipe.qat is not None else None
+    if qat is not None:  # before the optimizer and before a resumed run's weights: names stay
+        swapped = qat.prepare(model)
+        model.set_trainable(run.train)  # what the scheme made trainable is run.train's call
+        logger.info("[qat] %s: %d layers fake-quantised", recipe.qat.name, swapped)
     model.to(device)
     tokenizer = model.tokenizer
     tokenizer.padding_side = "right"
@@ -212,6 +217,7 @@ def train_stage(
             )
             for batch in loader:
                 monitor.update(batch)  # counts skipped bad samples; stops above run.max_bad_fraction
+                qat_metrics = qat.set_step(model, state.step) if qat is not None else {}  # from the step
                 images, text = batch
                 sync = (state.micro_step + 1) % run.grad_accum_steps == 0
                 weight = _token_weight(text.num_target_tokens, dist)
@@ -246,6 +252,8 @@ def train_stage(
                 state.step += 1
                 step_loss = 0.0
                 reporter.step(state.step, scheduler.get_last_lr()[0], grad_norm)
+                if qat_metrics and (state.step % run.log_every == 0 or state.step == total_steps):
+                    reporter.log_eval(dict(qat_metrics), state.step)  # with the step's own row
                 if skip:
                     reporter.log_eval({"nonfinite_steps": float(guard.skipped)}, state.step)
                 last = state.step >= total_steps
@@ -276,6 +284,8 @@ def train_stage(
             break
         # the last epoch, whole or cut short by max_steps: its last step left the loop above
         end_epoch(dist, monitor, state.epoch, state.step, reporter)
+        if qat is not None:
+            qat.finish(model)  # evaluated and saved fully quantised, as it will be exported
         if recipe.eval.data:
             scores = validation_loss(model, recipe, plugins, processor, device, amp, dist, max_text)
             reporter.log_eval(scores, state.step)

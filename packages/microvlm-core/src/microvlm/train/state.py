@@ -93,9 +93,10 @@ class RunState:
         """``checkpoint_final``: trainable weights + the model table to rebuild the model."""
         import tomli_w
 
-        from microvlm.recipes.load import recipe_to_table
+        from microvlm.models.pretrained import model_table as table_of
 
-        model_table = tomli_w.dumps({"model": recipe_to_table(recipe)["model"]})
+        # the model's own config: a stage may change it on the way (a merged adapter, [qat])
+        model_table = tomli_w.dumps({"model": table_of(model.config)})
         ckpt.save_checkpoint(
             path,
             weights_to_save(model),

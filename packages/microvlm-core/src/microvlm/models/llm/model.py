@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +98,20 @@ class LanguageModel(nn.Module):
     def is_peft(self) -> bool:
         """True when ``model`` is a peft model (an adapter is on)."""
         return hasattr(self.model, "get_base_model") and hasattr(self.model, "peft_config")
+
+    def merge_adapter(self) -> bool:
+        """Fold the LoRA matrices into the base weights (peft's ``merge_and_unload``) and drop the
+        adapter; returns whether there was one. A 4-bit (QLoRA) base cannot take the merge."""
+        if not self.is_peft:
+            return False
+        if self.quantization is not None:
+            raise MicroVLMError(
+                "a QLoRA model's 4-bit base cannot take its LoRA merged in place; load the checkpoint "
+                'with --set llm.adapter="lora" (a float base) first'
+            )
+        self.model = self.model.merge_and_unload()
+        self.config = attrs.evolve(self.config, adapter="none")
+        return True
 
     @property
     def base_model(self) -> nn.Module:
