@@ -91,3 +91,13 @@ def test_impostor_and_exiting_plugins_do_not_take_anything_down(tmp_path):
     exits = by_name[("plugin", "exits", "aaa-exits")]["status"]
     assert exits == "broken: SystemExit: the plugin called sys.exit(2)"
     assert run_cli("--help", env=env).returncode == 0
+
+
+def test_third_party_components_pass_the_conformance_kit():
+    from microvlm.testing.conformance import check_component
+
+    plugins = load_plugins(allow=["microvlm-toy-plugin"])
+    encoder = check_component(plugins.get("encoder", "toy_patch"))
+    assert encoder.patch_grid == (4, 4)  # 32 px in 8 px patches
+    builder = check_component(plugins.get("dataset", "toy_colours"))
+    assert [builder[i].captions for i in range(len(builder))][:2] == [("a red square",), ("a green square",)]

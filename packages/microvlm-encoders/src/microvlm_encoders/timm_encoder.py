@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any
 
 import timm
@@ -40,6 +41,9 @@ class TimmEncoder(nn.Module):
         self.num_prefix_tokens: int = int(getattr(model, "num_prefix_tokens", 0))  # P of a ViT, 0 for a CNN
         self.output_fmt: str = str(getattr(model, "output_fmt", "NCHW"))  # layout of a 4-D feature map
         self.grid_size: tuple[int, int] | None = _grid_size(model, config.image_size)  # patches per side
+        # (rows, cols) of the output tokens that follow the prefix ones (none with "patch"), in row
+        # order: a ViT's patch grid, a CNN's last feature map; None when the model has neither.
+        self.patch_grid: tuple[int, int] | None = self.grid_size
         self.data_config = data_config  # input_size, mean, std, interpolation, crop_pct, crop_mode
         if self.frozen:
             self.model.requires_grad_(False)
@@ -166,13 +170,18 @@ def _data_config(model: nn.Module, image_size: int, folder_config: dict[str, Any
 
 
 def _grid_size(model: nn.Module, image_size: int) -> tuple[int, int] | None:
+    """The token grid of ``forward_features``: a ViT's patch-embed grid (its tokens after the
+    prefix ones are the patches in row order); otherwise the last feature map's, from its
+    reduction (a CNN, or a hierarchical ViT whose patch-embed grid is merged down later)."""
     grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
-    if grid is not None:
+    if grid is not None and hasattr(model, "num_prefix_tokens"):
         return (int(grid[0]), int(grid[1]))
     info = getattr(model, "feature_info", None)
     if info:
-        reduction = int(info[-1]["reduction"])
-        return (image_size // reduction, image_size // reduction)
+        side = math.ceil(image_size / int(info[-1]["reduction"]))  # strided layers round up
+        return (side, side)
+    if grid is not None:
+        return (int(grid[0]), int(grid[1]))
     return None
 
 

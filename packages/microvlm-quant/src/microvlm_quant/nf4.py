@@ -15,6 +15,7 @@ without a GPU.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
@@ -26,6 +27,17 @@ from microvlm_quant.config import NF4Config
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NF4_BLOCK = 64  # weights per 4-bit block (bitsandbytes' default for NF4 in transformers)
+NF4_SCALE_BLOCK = 256  # first-level scales per second-level block with double quantisation
+
+
+def nf4_bytes(n: int, double_quant: bool = True) -> int:
+    """Bytes of ``n`` weights stored in 4 bits with per-block scales: half a byte per weight,
+    plus one absmax scale per block of 64 weights, stored as one byte (double quantisation,
+    plus a float32 per 256 scales) or as a float32 (Dettmers et al. 2023, sections 2-3)."""
+    blocks = math.ceil(n / NF4_BLOCK)
+    scales = blocks + 4 * math.ceil(blocks / NF4_SCALE_BLOCK) if double_quant else 4 * blocks
+    return math.ceil(n / 2) + scales
 
 
 def _bitsandbytes() -> Any:
@@ -115,6 +127,10 @@ class NF4Quantizer:
             "double_quant": self.config.double_quant,
             "compute_dtype": self.config.compute_dtype,
         }
+
+    def storage_bytes(self, parameters: int) -> int:
+        """Bytes of ``parameters`` 4-bit weights with their scales (:func:`nf4_bytes`)."""
+        return nf4_bytes(parameters, self.config.double_quant)
 
     def __repr__(self) -> str:
         return f"NF4Quantizer({self.config!r})"

@@ -9,15 +9,15 @@ once) and ``lora`` (the adapter matrices, when an adapter is on).
 Memory is that of the weights at their storage dtype: the LLM's ``dtype`` (``"auto"``
 resolves as it would on this machine: bfloat16 on a bf16 GPU, else float32), float32 for
 the other parts. With ``adapter = "qlora"`` the base LLM's linear layers (all but the output
-head) are 4-bit NF4: half a byte per weight plus the scales of each block of 64 weights (one
-byte per block with double quantisation, plus a float32 per 256 blocks; four bytes per block
-without). Activations, gradients and optimizer state are not included.
+head) are stored by the quantizer plugin the LLM config names (``nf4`` of microvlm-quant: half
+a byte per weight plus block scales); their bytes are what its ``storage_bytes`` says
+(:class:`microvlm.contracts.quant.Quantizer`). Activations, gradients and optimizer state are
+not included.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from microvlm.recipes.config import ModelConfig
 
 PARTS = ("encoder", "bridge", "projection", "llm", "lora")
-NF4_BLOCK = 64  # weights per 4-bit block (bitsandbytes' default for NF4 in transformers)
-NF4_SCALE_BLOCK = 256  # first-level scales per second-level block with double quantisation
 
 
 @attrs.frozen
@@ -43,7 +41,7 @@ class PartInfo:
     parameters: int  # number of weights (a 4-bit weight counts as one)
     trainable: int  # of which the optimizer updates
     bytes: int  # memory of the weights at their storage dtype
-    dtype: str  # storage dtype(s), e.g. "float32" or "bfloat16+nf4"
+    dtype: str  # storage dtype(s), e.g. "float32" or "bfloat16+nf4" (the quantizer's name)
 
 
 @attrs.frozen
@@ -117,8 +115,9 @@ def count_model(model: MicroVLM, train: Sequence[str] | None = None, plugins: An
         except ValueError as exc:
             raise MicroVLMError(f"run.train = {list(train)}: {exc}") from exc
     config = model.config
-    quantised = _nf4_weights(model) if _is_qlora(model) else set()
-    double_quant = _double_quant(config, plugins)
+    qlora = _is_qlora(model)
+    quantised = _quantised_weights(model) if qlora else set()
+    storage = _quantizer_storage(config, plugins) if qlora else None
     groups: dict[str, list[tuple[str, nn.Parameter]]] = {
         "encoder": list(model.encoder.named_parameters()),
         "bridge": list(model.bridge.named_parameters()),
@@ -134,20 +133,17 @@ def count_model(model: MicroVLM, train: Sequence[str] | None = None, plugins: An
         params = [p for _, p in groups[part]]
         if part == "lora" and not params:
             continue
-        parts.append(_part_info(part, names.get(part, ""), params, quantised, double_quant))
+        parts.append(_part_info(part, names.get(part, ""), params, quantised, storage))
     trainable = tuple(train) if train is not None else tuple(p.name for p in parts if p.trainable)
     return ModelInfo(tuple(parts), trainable)
 
 
-def nf4_bytes(n: int, double_quant: bool = True) -> int:
-    """Bytes of ``n`` weights stored in 4 bits with per-block scales."""
-    blocks = math.ceil(n / NF4_BLOCK)
-    scales = blocks + 4 * math.ceil(blocks / NF4_SCALE_BLOCK) if double_quant else 4 * blocks
-    return math.ceil(n / 2) + scales
+#: (quantizer name, its ``storage_bytes``) of a qlora model's 4-bit base
+Storage = tuple[str, Callable[[int], int]]
 
 
 def _part_info(
-    name: str, component: str, params: list[nn.Parameter], quantised: set[int], double_quant: bool
+    name: str, component: str, params: list[nn.Parameter], quantised: set[int], storage: Storage | None
 ) -> PartInfo:
     total = trainable = size = 0
     dtypes: list[str] = []
@@ -155,8 +151,13 @@ def _part_info(
         quant_state = getattr(p, "quant_state", None)
         n = quant_state.shape.numel() if quant_state is not None else p.numel()  # a loaded 4-bit weight
         if quant_state is not None or id(p) in quantised:
-            size += nf4_bytes(n, double_quant)
-            kind = "nf4"
+            if storage is None:
+                raise MicroVLMError(
+                    "this model holds 4-bit weights but is not set up for qlora; count it with "
+                    'model.llm.adapter = "qlora" and the plugins that registered its quantizer'
+                )
+            kind, storage_bytes = storage
+            size += storage_bytes(n)
         else:
             size += n * p.element_size()
             kind = str(p.dtype).removeprefix("torch.")
@@ -171,7 +172,7 @@ def _is_qlora(model: MicroVLM) -> bool:
     return getattr(model.config.llm.config, "adapter", None) == "qlora"
 
 
-def _nf4_weights(model: MicroVLM) -> set[int]:
+def _quantised_weights(model: MicroVLM) -> set[int]:
     """Ids of the weights a qlora base stores in 4 bits: linear layers but the output head."""
     base = model.llm.base_model
     head = base.get_output_embeddings()
@@ -182,16 +183,19 @@ def _nf4_weights(model: MicroVLM) -> set[int]:
     }
 
 
-def _double_quant(config: ModelConfig, plugins: Any) -> bool:
-    """Whether the qlora quantizer's default settings quantise the scales too (nf4: yes)."""
+def _quantizer_storage(config: ModelConfig, plugins: Any) -> Storage:
+    """The qlora quantizer's name and ``storage_bytes``, built with its default settings (the
+    ones ``hf_causal_lm`` loads with)."""
     name = getattr(config.llm.config, "quantizer", None)
-    if name is None or plugins is None:
-        return True
-    try:
-        settings = plugins.get("quantizer", name).config_cls()
-    except Exception:  # not installed or needs arguments: assume nf4's default
-        return True
-    return bool(getattr(settings, "double_quant", True))
+    if not name:
+        raise MicroVLMError(f"llm '{config.llm.name}' uses qlora but its config names no quantizer")
+    if plugins is None:
+        raise MicroVLMError(
+            f"counting a qlora model needs the plugins: quantizer '{name}' says how many bytes its "
+            "weights take (count_model(model, plugins=load_plugins()))"
+        )
+    quantizer = plugins.build("quantizer", name)
+    return name, quantizer.storage_bytes
 
 
 def format_count(n: int) -> str:
@@ -220,5 +224,4 @@ __all__ = [
     "format_bytes",
     "format_count",
     "model_info",
-    "nf4_bytes",
 ]

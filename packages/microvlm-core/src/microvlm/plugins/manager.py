@@ -32,7 +32,8 @@ import pluggy
 
 from microvlm.contracts import hookspecs
 from microvlm.contracts.hookspecs import Register
-from microvlm.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
+from microvlm.contracts.kinds import PROTOCOLS, missing_members
+from microvlm.errors import DuplicateComponentError, PluginError, UnknownComponentError, did_you_mean
 from microvlm.plugins.known import KNOWN_BUILTINS
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ OUR_ENTRY_POINTS = MappingProxyType(
 class Component:
     """One registered component: what a recipe's ``name = "..."`` resolves to."""
 
-    kind: str  # "encoder", "bridge", "llm", "dataset", "task", "quantizer", "logger"
+    kind: str  # "encoder", "bridge", "llm", "dataset", "task", "quantizer", "exporter", "logger"
     name: str  # the name recipes use
     factory: Callable[..., Any]  # factory(config, **context) -> the component
     config_cls: type  # frozen attrs class the recipe table is structured into
@@ -68,8 +69,28 @@ class Component:
     description: str = ""  # one line for `microvlm plugins`
 
     def build(self, config: Any = None, **context: Any) -> Any:
-        """Build the component; ``config`` defaults to the config class's defaults."""
-        return self.factory(self.config_cls() if config is None else config, **context)
+        """Build the component; ``config`` defaults to the config class's defaults.
+
+        The built object is checked against its kind's contract
+        (:data:`microvlm.contracts.kinds.PROTOCOLS`): a missing member raises
+        :class:`~microvlm.errors.PluginError` naming it, here rather than deep inside a run.
+        """
+        built = self.factory(self.config_cls() if config is None else config, **context)
+        check_contract(self, built)
+        return built
+
+
+def check_contract(component: Component, built: Any) -> None:
+    """Raise :class:`~microvlm.errors.PluginError` if ``built`` lacks a member of its kind's protocol."""
+    missing = missing_members(built, component.kind)
+    if missing:
+        protocol = PROTOCOLS[component.kind]
+        raise PluginError(
+            f"{component.kind} '{component.name}' of plugin '{component.plugin}' ({component.distribution}) "
+            f"built a {type(built).__name__} that lacks {', '.join(missing)}; every {component.kind} "
+            f"provides what {protocol.__module__}.{protocol.__qualname__} lists "
+            f"(check it in tests with microvlm.testing.conformance)"
+        )
 
 
 @attrs.frozen
@@ -205,7 +226,7 @@ class Plugins:
         raise UnknownComponentError(self._unknown_message(kind, name))
 
     def build(self, kind: str, name: str, config: Any = None, **context: Any) -> Any:
-        """Shorthand for ``get(kind, name).build(config, **context)``."""
+        """Shorthand for ``get(kind, name).build(config, **context)`` (contract checked)."""
         return self.get(kind, name).build(config, **context)
 
     def distributions(self) -> dict[str, str]:

@@ -2,18 +2,24 @@
 
 ``ToyPlugin`` registers one tiny config class per component kind under ``toy_*`` names.
 ``toy_encoder``, ``toy_dataset`` and ``toy_task`` are real (tiny) components that core's
-trainer tests run on; the bridge, LLM and quantizer factories return a :class:`Built`
-record, which is all recipe, registry and CLI tests need. Register it directly::
+trainer tests run on. ``toy_bridge`` (one attention layer), ``toy_llm`` (the tiny test LLM of
+:func:`microvlm.testing.fixtures.tiny_llm_path` through ``hf_causal_lm``) and ``toy_quant`` (a
+quantizer that changes nothing) are real too, so every toy passes the conformance kit
+(:mod:`microvlm.testing.conformance`). Register it directly::
 
     plugins = load_plugins(extra=[("toys", ToyPlugin())])
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
 
+from microvlm.contracts.data import TaskSummary, default_summary
 from microvlm.contracts.hookspecs import hookimpl
 from microvlm.plugins.manager import Register
 
@@ -59,15 +65,6 @@ class ToyQuantizerConfig:
     bits: int = 4  # weight bits
 
 
-@attrs.frozen
-class Built:
-    """What a toy factory returns: its name, config and the context it was called with."""
-
-    name: str
-    config: Any
-    context: dict[str, Any]
-
-
 def build_toy_encoder(config: ToyEncoderConfig, **_: Any) -> Any:
     """A real (tiny) encoder: a strided convolution, images [B,3,H,W] -> [B, N, width]."""
     import torch
@@ -85,6 +82,8 @@ def build_toy_encoder(config: ToyEncoderConfig, **_: Any) -> Any:
                 "interpolation": "bilinear",
                 "crop_pct": 1.0,
             }
+            side = config.image_size // config.patch
+            self.patch_grid = (side, side)  # N = rows * cols patch tokens, no prefix tokens
             if config.freeze:
                 self.requires_grad_(False)
 
@@ -106,30 +105,39 @@ COLOURS = (
 class ToyDataset:
     """Plain-coloured squares captioned with their colour; sample ``i`` has colour ``i % 4``."""
 
+    skipped: Mapping[str, int] = MappingProxyType({})  # nothing is ever left out
+    skipped_examples: Mapping[str, Sequence[str]] = MappingProxyType({})
+    records_read = 0  # no annotation file: the samples are drawn in memory
+
     def __init__(self, config: ToyDatasetConfig, **_: Any) -> None:
         self.config = config
 
     def __len__(self) -> int:
         return self.config.n
 
-    def __iter__(self) -> Any:
+    def __getitem__(self, index: int) -> Any:
         import io
 
         from PIL import Image
 
         from microvlm.data import ImageRef, Sample
 
+        if not -self.config.n <= index < self.config.n:
+            raise IndexError(f"toy_dataset has {self.config.n} samples, no index {index}")
+        index %= self.config.n
         side = self.config.image_size
-        for i in range(self.config.n):
-            name, rgb = COLOURS[i % len(COLOURS)]
-            buffer = io.BytesIO()
-            Image.new("RGB", (side, side), rgb).save(buffer, format="PNG")
-            yield Sample(
-                str(i),
-                ImageRef(data=buffer.getvalue(), size=(side, side)),
-                "toy_dataset",
-                captions=(f"a {name} square",),
-            )
+        name, rgb = COLOURS[index % len(COLOURS)]
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side), rgb).save(buffer, format="PNG")
+        return Sample(
+            str(index),
+            ImageRef(data=buffer.getvalue(), size=(side, side)),
+            "toy_dataset",
+            captions=(f"a {name} square",),
+        )
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(self.config.n))
 
 
 class ToyTask:
@@ -164,12 +172,74 @@ class ToyTask:
             for p, s in zip(predictions, samples, strict=True)
         ]
 
+    def summarize(self, metrics: Mapping[str, Any]) -> TaskSummary:
+        return default_summary(metrics)
 
-def _factory(name: str) -> Any:
-    def build(config: Any, **context: Any) -> Built:
-        return Built(name, config, context)
+    def training_samples(self, samples: Sequence[Any]) -> Sequence[Any]:
+        return samples
 
-    return build
+
+def build_toy_bridge(config: ToyBridgeConfig, *, encoder_dim: int, **_: Any) -> Any:
+    """A real (tiny) bridge: ``num_queries`` learned queries, one single-head attention over the
+    encoder tokens, ``[B, N, D_v]`` -> ``[B, Q, hidden_size]``."""
+    import torch
+    from torch import nn
+
+    @attrs.frozen
+    class ToyBridgeOutput:
+        queries: torch.Tensor  # [B, Q, D_q]
+        cross_attentions: list[torch.Tensor] | None  # [[B, 1, Q, N]] when asked
+
+    class ToyBridge(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out_dim = config.hidden_size
+            self.num_queries = config.num_queries
+            self.query = nn.Parameter(torch.randn(config.num_queries, config.hidden_size) * 0.02)
+            self.key = nn.Linear(encoder_dim, config.hidden_size)
+            self.value = nn.Linear(encoder_dim, config.hidden_size)
+            self.norm = nn.LayerNorm(config.hidden_size)
+
+        def forward(self, features: torch.Tensor, return_attentions: bool = False) -> ToyBridgeOutput:
+            k, v = self.key(features), self.value(features)  # (B, N, D_q) each
+            scores = self.query @ k.transpose(1, 2) / math.sqrt(self.out_dim)  # (B, Q, N)
+            weights = scores.softmax(dim=-1)
+            queries = weights @ v  # (B, Q, N) @ (B, N, D_q) -> (B, Q, D_q)
+            queries = self.norm(queries) if config.norm == "post" else queries
+            maps = [weights.unsqueeze(1)] if return_attentions else None  # [(B, 1, Q, N)]
+            return ToyBridgeOutput(queries, maps)
+
+    return ToyBridge()
+
+
+def build_toy_llm(config: ToyLLMConfig, **context: Any) -> Any:
+    """``hf_causal_lm`` on ``config.model``; the default ``"toy/llm"`` is the tiny test LLM."""
+    from microvlm.models.llm.config import HFCausalLMConfig
+    from microvlm.models.llm.hf import build_hf_causal_lm
+    from microvlm.testing.fixtures import tiny_llm_path
+
+    model = str(tiny_llm_path()) if config.model == "toy/llm" else config.model
+    hf = HFCausalLMConfig(model=model, adapter=config.adapter, lora_r=config.lora_r)
+    return build_hf_causal_lm(hf, **context)
+
+
+class ToyQuantizer:
+    """A quantizer that changes nothing and says how many bytes ``bits``-bit weights would take."""
+
+    def __init__(self, config: ToyQuantizerConfig, **_: Any) -> None:
+        self.config = config
+
+    def quantization_config(self, compute_dtype: Any = None) -> None:
+        return None  # from_pretrained loads as usual
+
+    def quantize_model(self, model: Any, *, compute_dtype: Any = None) -> Any:
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "toy_quant", "bits": self.config.bits}
+
+    def storage_bytes(self, parameters: int) -> int:
+        return math.ceil(parameters * self.config.bits / 8)
 
 
 class ToyPlugin:
@@ -182,11 +252,11 @@ class ToyPlugin:
 
     @hookimpl
     def register_bridges(self, register: Register) -> None:
-        register("toy_bridge", _factory("toy_bridge"), ToyBridgeConfig, description="toy bridge")
+        register("toy_bridge", build_toy_bridge, ToyBridgeConfig, description="toy bridge")
 
     @hookimpl
     def register_llms(self, register: Register) -> None:
-        register("toy_llm", _factory("toy_llm"), ToyLLMConfig, description="toy LLM")
+        register("toy_llm", build_toy_llm, ToyLLMConfig, description="toy LLM")
 
     @hookimpl
     def register_datasets(self, register: Register) -> None:
@@ -198,7 +268,7 @@ class ToyPlugin:
 
     @hookimpl
     def register_quantizers(self, register: Register) -> None:
-        register("toy_quant", _factory("toy_quant"), ToyQuantizerConfig, description="toy quantizer")
+        register("toy_quant", ToyQuantizer, ToyQuantizerConfig, description="toy quantizer")
 
 
 #: A minimal valid recipe using the toys (TOML text).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -39,6 +40,8 @@ def build_patch_encoder(config: PatchEncoderConfig) -> Any:
                 "mean": (0.5, 0.5, 0.5),
                 "std": (0.5, 0.5, 0.5),
             }
+            side = config.image_size // config.patch
+            self.patch_grid = (side, side)  # one token per patch, row by row, no CLS token
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = self.proj(images)  # (B, D_v, H/p, W/p)
@@ -51,6 +54,9 @@ class Colours:
     """Plain-coloured images captioned with their colour."""
 
     COLOURS = (("red", (255, 0, 0)), ("green", (0, 255, 0)), ("blue", (0, 0, 255)))
+    skipped: Mapping[str, int] = MappingProxyType({})  # nothing is read from disk, nothing skipped
+    skipped_examples: Mapping[str, Sequence[str]] = MappingProxyType({})
+    records_read = 0  # no annotation file
 
     def __init__(self, config: ColoursConfig) -> None:
         self.config = config
@@ -58,19 +64,23 @@ class Colours:
     def __len__(self) -> int:
         return self.config.n
 
-    def __iter__(self) -> Iterator[Sample]:
+    def __getitem__(self, i: int) -> Sample:
         from PIL import Image
 
-        for i in range(self.config.n):
-            name, rgb = self.COLOURS[i % len(self.COLOURS)]
-            buffer = io.BytesIO()
-            Image.new("RGB", (self.config.image_size,) * 2, rgb).save(buffer, format="PNG")
-            yield Sample(
-                id=str(i),
-                image=ImageRef(data=buffer.getvalue()),
-                dataset="toy_colours",
-                captions=(f"a {name} square",),
-            )
+        if not 0 <= i < self.config.n:
+            raise IndexError(f"toy_colours has {self.config.n} samples, no index {i}")
+        name, rgb = self.COLOURS[i % len(self.COLOURS)]
+        buffer = io.BytesIO()
+        Image.new("RGB", (self.config.image_size,) * 2, rgb).save(buffer, format="PNG")
+        return Sample(
+            id=str(i),
+            image=ImageRef(data=buffer.getvalue()),
+            dataset="toy_colours",
+            captions=(f"a {name} square",),
+        )
+
+    def __iter__(self) -> Iterator[Sample]:
+        return (self[i] for i in range(self.config.n))
 
 
 @hookimpl
