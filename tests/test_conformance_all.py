@@ -115,6 +115,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> MicroVLM:
     return MicroVLM.from_config(load_recipe(folder / "r.toml", with_toys).model, PLUGINS)
 
 
+@pytest.fixture
+def fresh_model(tmp_path: Path) -> MicroVLM:
+    """A small MicroVLM of its own (no adapter), for a QAT scheme to change in place."""
+    recipe = toy_training_recipe(str(tmp_path / "out"), str(tiny_llm_path()))
+    (tmp_path / "r.toml").write_text(recipe)
+    with_toys = load_plugins(extra=[("toys", ToyPlugin())])
+    return MicroVLM.from_config(load_recipe(tmp_path / "r.toml", with_toys).model, with_toys)
+
+
 def test_every_plugin_of_ours_loads():
     """A broken plugin registers nothing, so its components would be missing below unnoticed."""
     broken = [
@@ -144,12 +153,24 @@ def test_component_passes_the_kit(component: Component, shapes: Path, tmp_path: 
         context["samples"] = [builder[i] for i in range(min(len(builder), 4))]
     if component.kind == "exporter":
         context["model"] = request.getfixturevalue("tiny_model")
+    elif component.kind == "qat":
+        context["model"] = request.getfixturevalue("fresh_model")  # prepare changes it in place
     kit.check_component(component, config, **context)
 
 
 def test_the_kit_reached_every_kind_we_register():
     kinds = {c.kind for c in COMPONENTS}
-    assert {"encoder", "bridge", "llm", "dataset", "task", "quantizer", "logger"} <= kinds, kinds
+    assert {
+        "encoder",
+        "bridge",
+        "llm",
+        "dataset",
+        "task",
+        "quantizer",
+        "exporter",
+        "qat",
+        "logger",
+    } <= kinds, kinds
     assert set(DATASETS) <= set(PLUGINS.names("dataset")), "a dataset in DATASETS is not registered"
     assert set(NOT_EXERCISED) <= {(c.kind, c.name) for c in COMPONENTS}
 

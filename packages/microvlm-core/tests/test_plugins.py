@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from microvlm import hookimpl, load_plugins
-from microvlm.errors import DuplicateComponentError, UnknownComponentError
+from microvlm.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from microvlm.plugins.manager import (
     OUR_ENTRY_POINTS,
     allowed_distributions,
@@ -47,8 +47,11 @@ def test_throwaway_plugin_registers_and_builds():
     component = plugins.get("encoder", "my_vit")
     assert component.config_cls is _Cfg
     assert component.distribution == "<local>"
-    assert component.build() == ("built", _Cfg())
-    assert plugins.build("encoder", "my_vit", _Cfg(size=3)) == ("built", _Cfg(size=3))
+    assert component.factory(_Cfg()) == ("built", _Cfg())
+    with pytest.raises(
+        PluginError, match=r"encoder 'my_vit' of plugin 'mine'.*lacks __call__, data_config, out_dim"
+    ):
+        plugins.build("encoder", "my_vit", _Cfg(size=3))  # a tuple is no encoder: refused when built
 
 
 def test_plugin_can_be_unregistered():

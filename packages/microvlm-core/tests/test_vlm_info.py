@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from microvlm import load_plugins, load_recipe
 from microvlm.cli import build_cli
-from microvlm.models.info import count_model, model_info, nf4_bytes
+from microvlm.models.info import count_model, model_info
 from microvlm.models.vlm import MicroVLM
 from microvlm.testing.fixtures import tiny_llm_path
 from microvlm.testing.toys import ToyPlugin, toy_training_recipe
@@ -96,33 +95,6 @@ def test_counting_allocates_nothing_and_reads_no_weights(plugins, recipe_file):
     model = MicroVLM.from_config(config, plugins, device="meta")
     assert {p.device.type for p in model.parameters()} == {"meta"}
     assert count_model(model).parameters == model_info(recipe.model, plugins).parameters
-
-
-def test_qlora_weights_are_counted_in_four_bits(plugins, recipe_file):
-    recipe = load_recipe(recipe_file, plugins, ['model.llm.adapter="lora"'])
-    qlora = load_recipe(recipe_file, plugins, ['model.llm.adapter="qlora"'])
-    lora_info, qlora_info = model_info(recipe.model, plugins), model_info(qlora.model, plugins)
-    assert qlora_info.part("llm").parameters == lora_info.part("llm").parameters
-    assert qlora_info.part("llm").dtype == "float32+nf4"
-    assert qlora_info.part("llm").bytes < lora_info.part("llm").bytes
-    assert qlora_info.part("lora").bytes == lora_info.part("lora").bytes  # LoRA stays in float
-    # Only the decoder's linear layers shrink; the (tied) embedding stays float32.
-    model = MicroVLM.from_config(recipe.model, plugins)
-    head = model.llm.base_model.get_output_embeddings()
-    linears = [
-        m.weight
-        for n, m in model.llm.base_model.named_modules()
-        if isinstance(m, torch.nn.Linear) and "lora_" not in n and m is not head
-    ]
-    float_bytes = 4 * (lora_info.part("llm").parameters - numel(linears))
-    assert qlora_info.part("llm").bytes == float_bytes + sum(nf4_bytes(w.numel()) for w in linears)
-
-
-def test_nf4_bytes():
-    n = 64 * 256  # 256 blocks of 64 weights
-    assert nf4_bytes(n) == n // 2 + 256 + 4  # codes + 8-bit scales + one float32 per 256 scales
-    assert nf4_bytes(n, double_quant=False) == n // 2 + 4 * 256
-    assert nf4_bytes(1) == 1 + 1 + 4
 
 
 def test_unknown_trainable_part_is_reported(plugins, recipe_file):

@@ -21,7 +21,13 @@ from typing import Any
 from microvlm.plugins.manager import Component
 from microvlm.testing.conformance_base import ConformanceError, check_members
 from microvlm.testing.conformance_data import check_dataset, check_logger, check_quantizer, check_task
-from microvlm.testing.conformance_model import check_bridge, check_encoder, check_exporter, check_llm
+from microvlm.testing.conformance_model import (
+    check_bridge,
+    check_encoder,
+    check_exporter,
+    check_llm,
+    check_qat,
+)
 
 
 def check_component(component: Component, config: Any = None, **context: Any) -> Any:
@@ -45,6 +51,8 @@ def check_component(component: Component, config: Any = None, **context: Any) ->
         return check_quantizer(factory, config, name=name, **context)
     if kind == "exporter":
         return check_exporter(factory, config, name=name, **{"plugins": _plugins(context), **context})
+    if kind == "qat":
+        return check_qat(factory, config, name=name, **context)
     if kind == "logger":
         tmp_path = Path(context.pop("tmp_path"))
         return check_logger(factory, config, tmp_path, name=name, **context)
@@ -69,6 +77,7 @@ __all__ = [
     "check_llm",
     "check_logger",
     "check_members",
+    "check_qat",
     "check_quantizer",
     "check_task",
 ]

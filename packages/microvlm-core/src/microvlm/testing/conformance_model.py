@@ -208,4 +208,41 @@ def check_exporter(
     return loaded
 
 
-__all__ = ["check_bridge", "check_encoder", "check_exporter", "check_llm"]
+def check_qat(factory: Callable[..., Any], config: Any, *, model: Any, name: str | None = None) -> Any:
+    """Prepare ``model`` (a small :class:`~microvlm.models.vlm.MicroVLM` WITHOUT an adapter; it
+    is changed in place), then step the schedule and finish: parameter names must not change,
+    the metrics must be numbers, and the model must still compute a finite loss and take
+    gradients. :returns: the built scheme."""
+    import torch
+
+    label = label_of("qat", factory, name)
+    scheme = build_checked("qat", factory, config, label)
+    before = [n for n, _ in model.named_parameters()]
+    swapped = scheme.prepare(model)
+    require(isinstance(swapped, int) and swapped >= 0, label, f"prepare returned {swapped!r}, not a count")
+    after = [n for n, _ in model.named_parameters()]
+    require(before == after, label, "prepare changed the parameter names: step checkpoints would not resume")
+    for step in (0, 1, 10_000):
+        metrics = scheme.set_step(model, step)
+        require(
+            all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in dict(metrics).items()),
+            label,
+            f"set_step({step}) returned {metrics!r}, expected names -> numbers",
+        )
+    scheme.finish(model)
+    _, height, width = (int(v) for v in model.encoder.data_config["input_size"])
+    ids = torch.randint(3, 20, (2, 5))
+    model.requires_grad_(True)
+    out = model(torch.rand(2, 3, height, width), ids, torch.ones_like(ids), ids)
+    require(bool(torch.isfinite(out.loss)), label, f"the fake-quantised model's loss is {out.loss}")
+    out.loss.backward()  # the straight-through estimator must let gradients reach the weights
+    llm = [p for n, p in model.named_parameters() if n.startswith("llm.")]
+    require(
+        any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in llm),
+        label,
+        "no gradient reaches the LLM",
+    )
+    return scheme
+
+
+__all__ = ["check_bridge", "check_encoder", "check_exporter", "check_llm", "check_qat"]
