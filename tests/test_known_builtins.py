@@ -17,10 +17,6 @@ from microvlm.plugins.known import DISTRIBUTIONS, KNOWN_BUILTINS
 
 PLUGINS = load_plugins()
 
-#: (distribution, kind) whose names known.py does not list yet: microvlm-quant's export formats
-#: (issue #16) are registered while that work lands; list them in known.py and drop this then.
-NOT_YET_LISTED = frozenset({("microvlm-quant", "exporter")})
-
 
 @pytest.mark.parametrize(("kind", "name"), sorted(KNOWN_BUILTINS))
 def test_every_advertised_name_is_registered_by_the_package_it_names(kind: str, name: str) -> None:
@@ -33,11 +29,7 @@ def test_every_advertised_name_is_registered_by_the_package_it_names(kind: str, 
 
 
 def test_every_name_our_packages_register_is_advertised() -> None:
-    ours = {
-        (c.kind, c.name): c.distribution
-        for c in PLUGINS.components()
-        if c.distribution in DISTRIBUTIONS and (c.distribution, c.kind) not in NOT_YET_LISTED
-    }
+    ours = {(c.kind, c.name): c.distribution for c in PLUGINS.components() if c.distribution in DISTRIBUTIONS}
     assert ours, "no component of our distributions is registered: are the packages installed?"
     unlisted = sorted(
         f"{kind} {name!r} ({dist})"

@@ -110,7 +110,7 @@ def test_unknown_builtin_of_unloaded_package_points_at_allow_list(monkeypatch):
 
 def test_name_of_another_kind_is_pointed_out():
     plugins = load_plugins(entry_points=False, extra=[("toys", ToyPlugin())])
-    with pytest.raises(UnknownComponentError, match="'toy_dataset' is a dataset, not a encoder"):
+    with pytest.raises(UnknownComponentError, match="'toy_dataset' is a dataset, not an encoder"):
         plugins.get("encoder", "toy_dataset")
 
 

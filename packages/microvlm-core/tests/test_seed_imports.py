@@ -41,7 +41,7 @@ def test_quick_start_imports_are_ours_with_a_deprecation_warning(module, name, m
         ("import microvlm_e.visualization", "`microvlm visualize` command (issue 19)"),
         ("from microvlm_e import visualization", "issue 19"),
         ("from microvlm_e.common.registry import registry", "`microvlm.load_plugins()`"),
-        ("import microvlm_e.models.quantization.int8_quant", "not built yet: issue 16"),
+        ("import microvlm_e.models.quantization.int8_quant", "microvlm export --checkpoint C --8bit"),
         ("from microvlm_e.models.qformer import QFormer", "microvlm.models.qformer"),
         ("import microvlm_e.runners.runner_base", "`microvlm run RECIPE`"),
         ("import microvlm_e.common", "registry: plugins are entry points"),  # each module it held

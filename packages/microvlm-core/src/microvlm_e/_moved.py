@@ -21,8 +21,8 @@ MOVED: dict[str, str] = {
     "microvlm_e.models.qformer": "use `microvlm.models.qformer` (the bridge plugin 'qformer')",
     "microvlm_e.models.diet_encoder": "use the microvlm-encoders package (`microvlm_encoders`, 'diet_tiny')",
     "microvlm_e.models.quantization": (
-        "QLoRA's 4-bit base is the microvlm-quant package (`microvlm_quant`); export to int8 and "
-        "1.58-bit (`microvlm export`) is not built yet: issue 16"
+        "QLoRA's 4-bit base is the microvlm-quant package (`microvlm_quant`); int8 and 1.58-bit "
+        "are exporters: `microvlm export --checkpoint C --8bit | --1_58bit` (export_model.py)"
     ),
     "microvlm_e.processors.image_processor": "use `from microvlm import ImageEvalProcessor`",
     "microvlm_e.processors.text_processor": "prompts come from the tasks (microvlm-tasks, `microvlm_tasks`)",

@@ -45,9 +45,8 @@ _BY_PACKAGE: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "microvlm-quant": {
         "quantizer": ("nf4",),
-        # The export formats (fp16, bf16, int8, bitnet158) are to be registered as kind
-        # "exporter" by microvlm-quant (issue #16); list them here once they are registered, since
-        # tests/test_known_builtins.py checks this table against what each package registers.
+        "exporter": ("fp16", "bf16", "int8", "bitnet158"),
+        "qat": ("bitnet158",),
     },
 }
 

@@ -254,7 +254,7 @@ class Plugins:
         else:
             for other_kind, other in self._components.items():
                 if name in other:
-                    message += f" '{name}' is a {other_kind}, not a {kind}."
+                    message += f" '{name}' is {_a(other_kind)}, not {_a(kind)}."
                     break
         available = ", ".join(names) if names else "none"
         return f"{message} Available {kind}s: {available}."
@@ -381,6 +381,11 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"SystemExit: the plugin called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _a(kind: str) -> str:
+    """``"an exporter"``, ``"a task"``."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _duplicate_message(group: list[Component]) -> str:
