@@ -14,6 +14,25 @@ fp16 and computes in fp32. ``model.safetensors`` holds the tensors under their M
 (``llm.model.model.layers.0.mlp.up_proj.qweight`` / ``.scale``, ``... .packed``), and its
 metadata names the tied head. Ternarising a model that was not trained for it gives garbage
 (BitNet b1.58 papers): export a QAT-trained model to ``bitnet158``.
+
+Measured on the real-size architecture (random init: DeiT-tiny, the default Q-Former, Qwen2.5-0.5B
+with LoRA r=8; this 2-core AMD EPYC, torch 2.14.1), all files of the folder:
+
+=========  ========  ==========  ===================  ===================================
+format     folder    x fp16      LLM linears          peak RSS after load + 16 tokens
+=========  ========  ==========  ===================  ===================================
+fp16       1105 MB   1           16 bits per weight   3807 MiB (fp32 compute), 1958 stored
+int8       561 MB    0.507       8.03                 1345 MiB
+bitnet158  273 MB    0.247       1.6000 (ternary)     1414 MiB
+fp32       (built)   -           32                   3384 MiB
+=========  ========  ==========  ===================  ===================================
+
+The LLM's linears + embeddings alone: int8 0.502x fp16. RSS includes 512 MiB of Python + torch;
+without it int8 is 0.29x fp32 and bitnet158 0.31x (its ``TernaryLinear`` holds the unpacked int8
+trits, 1 byte per weight, beside the 1.6-bit packed form). Decode speed at batch 1 with one
+thread (16 tokens, prefill included, one run on shared cores): int8 3.3, bitnet158 4.0, fp32 3.6 tokens/s:
+these kernels read fewer bytes but do not beat fp32 matmuls on an AVX2 CPU (see
+``microvlm_quant.int8`` and ``microvlm_quant.bitlinear`` for per-layer timings).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Non-persistent buffers computed at construction (rotary ``inv_freq``) are rebuil
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from itertools import chain
 from typing import Any
@@ -23,9 +24,9 @@ from microvlm_quant.bitlinear import TernaryLinear
 from microvlm_quant.int8 import Int8Embedding, Int8Linear
 
 
-def _quantized_language_model(lm: Any) -> Any:
-    """``lm`` with a ``dtype`` read from its int8 embedding (whose table is not a float weight)."""
-    base_cls = type(lm)
+@functools.cache
+def _quantized_class(base_cls: type) -> type:
+    """``base_cls`` (a LanguageModel class) with a ``dtype`` read from its int8 embedding."""
 
     class QuantizedLanguageModel(base_cls):  # type: ignore[misc, valid-type]
         @property
@@ -33,8 +34,18 @@ def _quantized_language_model(lm: Any) -> Any:
             embedding = self.base_model.get_input_embeddings()
             return embedding.dtype if isinstance(embedding, Int8Embedding) else super().dtype
 
-    QuantizedLanguageModel.__name__ = f"Quantized{base_cls.__name__}"
-    lm.__class__ = QuantizedLanguageModel
+    QuantizedLanguageModel.__name__ = QuantizedLanguageModel.__qualname__ = f"Quantized{base_cls.__name__}"
+    return QuantizedLanguageModel
+
+
+def _quantized_language_model(lm: Any) -> Any:
+    """``lm`` with a ``dtype`` that does not read the embedding's (int8, not float) table.
+
+    Core's ``LanguageModel.dtype`` is ``get_input_embeddings().weight.dtype``, which an
+    :class:`Int8Embedding` has no float answer to; until core reads a compute dtype that does
+    not need a float table, the loaded LLM gets this subclass (same state, same methods).
+    """
+    lm.__class__ = _quantized_class(type(lm))
     return lm
 
 
