@@ -19,6 +19,7 @@ core's :func:`~microvlm.models.pretrained.distrust`, and a damaged safetensors f
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from microvlm.models.pretrained import (
     model_table,
     read_model_table,
 )
+
+logger = logging.getLogger(__name__)
 
 PREPROCESSOR = "preprocessor_config.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -165,7 +168,10 @@ def write_llm_files(lm: Any, directory: Path, dtype: str) -> Path:
     (llm_dir / "config.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     generation = getattr(lm.base_model, "generation_config", None)
     if generation is not None:
-        generation.save_pretrained(str(llm_dir))
+        try:
+            generation.save_pretrained(str(llm_dir))
+        except ValueError as exc:  # transformers refuses inconsistent settings; loading does not need it
+            logger.warning("%s: generation_config.json not written: %s", llm_dir, exc)
     lm.tokenizer.save_pretrained(str(llm_dir))
     return llm_dir
 
