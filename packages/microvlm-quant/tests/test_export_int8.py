@@ -112,3 +112,16 @@ def test_truncated_file_is_a_clear_error(kit, plugins, tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(MicroVLMError, match=str(path).replace(".", r"\.")):
         exporter.load(tmp_path / "export", plugins=plugins)
+
+
+def test_an_untied_head_is_its_own_int8_layer(kit, plugins, tmp_path):
+    llm = make_tiny_llm(tmp_path / "untied", tie_word_embeddings=False)
+    model = kit.tiny_vlm(plugins, llm=llm)
+    _, report, loaded = kit.round_trip(plugins, model, "int8", tmp_path / "export")
+    base = loaded.llm.base_model
+    head, table = base.get_output_embeddings(), base.get_input_embeddings()
+    assert type(head) is Int8Linear and head.qweight is not table.qweight
+    assert kit.groups(report)["llm.lm_head"].parameters == head.qweight.numel()
+    assert not any("tied" in n for n in report.notes)
+    a, b = kit.logits(model), kit.logits(loaded)
+    assert (a - b).abs().max() <= 16 * HALF_STEP * a.abs().max()
