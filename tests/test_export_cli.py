@@ -112,7 +112,7 @@ def test_export_refusals_say_what_to_do(plugins, checkpoint, tmp_path):
         "--format",
         "toy_fp32",
     )
-    assert pth.exit_code != 0 and "no checkpoint here" in pth.output
+    assert pth.exit_code != 0 and "checkpoints are folders now" in pth.output
     assert "Traceback" not in pth.output + unknown.output + both.output
 
 

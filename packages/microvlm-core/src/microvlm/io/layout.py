@@ -146,6 +146,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
             f"{p}: .pth checkpoints are pickles and are not loaded (unsafe); "
             "use a checkpoint directory with model.safetensors"
         )
+    if p.suffix == ".pth":  # the seed's checkpoint_final.pth: checkpoints are folders now
+        raise MicroVLMError(
+            f"{p}: not found; checkpoints are folders now ({p.with_suffix('')}, with {WEIGHTS}), "
+            "and .pth pickles are never loaded"
+        )
     raise MicroVLMError(
         f"{p}: no checkpoint here (expected a directory with {WEIGHTS}, or an export with {MANIFEST})"
     )
