@@ -9,7 +9,7 @@ a list once; records the builder left out while loading travel with the source.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -17,6 +17,9 @@ from microvlm.contracts.data import Task
 from microvlm.contracts.samples import Sample
 from microvlm.errors import MicroVLMError
 from microvlm.recipes.config import DataConfig
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 MAX_EXAMPLES = 5  # bad files named per dataset in logs and errors
 
@@ -58,7 +61,7 @@ def _indexable(builder: Any) -> bool:
 
 
 def build_sources(
-    entries: Sequence[DataConfig], plugins: Any, limit: int = 0, *, train: bool = False
+    entries: Sequence[DataConfig], plugins: Plugins, limit: int = 0, *, train: bool = False
 ) -> list[Source]:
     """Build every entry's dataset and task; ``limit`` > 0 keeps the first samples of each.
 

@@ -12,11 +12,14 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from microvlm.recipes.config import DataConfig
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def entry_name(entry: DataConfig) -> str:
 def evaluate(
     model: Any,
     entries: Sequence[DataConfig],
-    plugins: Any,
+    plugins: Plugins,
     *,
     batch_size: int = 8,
     limit: int = 0,

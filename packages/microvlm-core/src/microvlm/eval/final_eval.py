@@ -21,10 +21,13 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microvlm.contracts.data import Metric, Task
 from microvlm.recipes.config import Recipe
+
+if TYPE_CHECKING:
+    from microvlm.plugins.manager import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def summarize(results: Mapping[str, Mapping[str, Metric]], tasks: Mapping[str, T
     return summary
 
 
-def final_evaluation(model: Any, recipe: Recipe, plugins: Any, progress: bool = True) -> Path | None:
+def final_evaluation(model: Any, recipe: Recipe, plugins: Plugins, progress: bool = True) -> Path | None:
     """Evaluate ``model`` on the recipe's ``[[eval.data]]`` and write ``results.json``."""
     from microvlm.eval.evaluate import entry_name, evaluate
 
