@@ -120,3 +120,44 @@ def test_the_seed_spelling_is_in_help(plugins):
     result = _run(plugins, "--help")
     assert "export_model.py" in result.output and "microvlm export" in result.output
     assert "--1_58bit" in _run(plugins, "export", "--help").output
+
+
+@pytest.fixture(scope="module")
+def trained(plugins, tmp_path_factory):
+    """A run's checkpoint_final (its trainer.json names the training recipe)."""
+    from microvlm.recipes.load import load_recipe
+    from microvlm.testing.toys import toy_training_recipe
+    from microvlm.train import run
+
+    folder = tmp_path_factory.mktemp("run")
+    recipe = folder / "toy.toml"
+    recipe.write_text(toy_training_recipe(str(folder / "out"), str(tiny_llm_path()), max_steps=2))
+    return run(load_recipe(recipe, plugins), plugins, progress=False)
+
+
+@pytest.mark.parametrize("flag", [("--format", "toy_fp32"), ("--8bit",), ("--1_58bit",), ()])
+def test_eval_runs_on_an_export_with_the_training_recipe(plugins, trained, tmp_path, flag):
+    """#16: `microvlm eval --checkpoint EXPORT` finds its data through the manifest, as for a checkpoint."""
+    out = tmp_path / "export"
+    made = _run(plugins, "export", "--checkpoint", str(trained), "--output", str(out), *flag)
+    assert made.exit_code == 0, made.output
+    scored = {}
+    for where in (trained, out):
+        metrics = tmp_path / f"metrics-{where.name}"
+        args = (
+            "eval",
+            "--checkpoint",
+            str(where),
+            "--tasks",
+            "toy_task",
+            "--limit",
+            "3",
+            "--output-dir",
+            str(metrics),
+        )
+        result = _run(plugins, *args)
+        assert result.exit_code == 0, result.output
+        scored[where] = json.loads((metrics / "metrics.json").read_text())["toy_dataset/toy_task"]
+    assert scored[out]["samples"] == scored[trained]["samples"] == 3
+    if flag == ("--format", "toy_fp32"):  # float32 as trained: the same predictions
+        assert scored[out] == scored[trained]

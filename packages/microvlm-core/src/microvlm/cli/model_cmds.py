@@ -55,12 +55,13 @@ def _model_set_option(f):  # type: ignore[no-untyped-def]
 
 def _eval_entries(plugins: Plugins, checkpoint: str, recipe_path: str | None) -> tuple[list, str]:
     from microvlm.io.layout import load_meta, resolve_checkpoint
+    from microvlm.models.exports import is_export, training_recipe
     from microvlm.recipes.config import Pipeline
     from microvlm.recipes.load import load_recipe
 
     if recipe_path is None:
         directory = resolve_checkpoint(checkpoint)
-        recorded = load_meta(directory).get("recipe")
+        recorded = training_recipe(directory) if is_export(directory) else load_meta(directory).get("recipe")
         if not isinstance(recorded, str) or not recorded or not Path(recorded).is_file():
             raise MicroVLMError(
                 f"{checkpoint}: cannot tell which data to evaluate on (the training recipe "

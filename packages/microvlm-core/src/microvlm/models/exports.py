@@ -27,7 +27,15 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from microvlm.errors import MicroVLMError
-from microvlm.io.layout import MANIFEST, WEIGHTS, CheckpointError, atomic_directory, first_line
+from microvlm.io.layout import (
+    MANIFEST,
+    META,
+    WEIGHTS,
+    CheckpointError,
+    atomic_directory,
+    first_line,
+    load_meta,
+)
 
 if TYPE_CHECKING:
     from microvlm.contracts.quant import ExportReport
@@ -140,6 +148,10 @@ def _manifest(
     weights = Path(source) / WEIGHTS if source is not None else None
     if weights is not None and weights.is_file():
         record["weights_sha256"] = sha256(weights)
+    if source is not None and (Path(source) / META).is_file():
+        recipe = load_meta(Path(source)).get("recipe")
+        if isinstance(recipe, str) and recipe:
+            record["recipe"] = recipe  # what `microvlm eval --checkpoint EXPORT` evaluates on
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -212,6 +224,14 @@ def verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
 
 def is_export(directory: str | Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
+
+
+def training_recipe(directory: str | Path) -> Any:
+    """The recipe the export's source checkpoint was trained with, as the manifest records it
+    (``None`` when it does not); a checkpoint's ``trainer.json`` says it for a checkpoint."""
+    manifest = read_manifest(Path(directory))
+    source = manifest.get("source")
+    return source.get("recipe") if isinstance(source, dict) else None
 
 
 def load_export(directory: str | Path, plugins: Plugins, options: Mapping[str, Any] | None = None) -> Any:
