@@ -62,10 +62,15 @@ def _is_lora(module: nn.Module) -> bool:
     return hasattr(module, "base_layer") and hasattr(module, "lora_A") and hasattr(module, "get_delta_weight")
 
 
-def _float_weight(linear: nn.Module) -> tuple[torch.Tensor, bool]:
-    """The layer's weight in fp32 and whether it was 4-bit (bitsandbytes ``Params4bit``)."""
+def _float_weight(linear: nn.Module, shapes_only: bool = False) -> tuple[torch.Tensor, bool]:
+    """The layer's weight in fp32 and whether it was 4-bit (bitsandbytes ``Params4bit``, whose
+    own shape is the packed one: its ``quant_state.shape`` is the weight's). ``shapes_only``:
+    an fp32 tensor of that shape on ``meta`` instead (nothing dequantised)."""
     weight = linear.weight
     state = getattr(weight, "quant_state", None)
+    if shapes_only:
+        shape = weight.shape if state is None else torch.Size(state.shape)
+        return torch.empty(shape, dtype=torch.float32, device="meta"), state is not None  # [out, in]
     if state is None:
         return weight.detach().float(), False
     import bitsandbytes as bnb
@@ -73,9 +78,20 @@ def _float_weight(linear: nn.Module) -> tuple[torch.Tensor, bool]:
     return bnb.functional.dequantize_4bit(weight.data, state).float(), True  # [out, in]
 
 
-def merged_llm(lm: Any) -> MergedLLM:
+def as_meta(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``tensor``'s shape and dtype on ``meta``: what the shape arithmetic of an
+    estimate runs on (``numel``, ``element_size``, quantisers' output shapes; no data)."""
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+
+
+def merged_llm(lm: Any, *, shapes_only: bool = False) -> MergedLLM:
     """The merged weights of ``lm`` (a :class:`~microvlm.contracts.model.LanguageModel`); the
-    source model is not changed. A tensor shared by two modules appears once (first name)."""
+    source model is not changed. A tensor shared by two modules appears once (first name).
+
+    :param shapes_only: every tensor as a ``meta`` tensor of its merged shape and dtype: no LoRA
+        product, no dequantisation, and ``lm`` may itself be on ``meta`` (what exporters'
+        ``estimate`` walks; names, linears, tying and notes are those of the real merge).
+    """
     base = lm.base_model
     names = {id(m): n for n, m in base.named_modules()}
     embedding, head = names[id(base.get_input_embeddings())], names[id(base.get_output_embeddings())]
@@ -90,14 +106,15 @@ def merged_llm(lm: Any) -> MergedLLM:
         if tensor is None or key in seen:
             return False
         seen.add(key)
-        tensors[name] = tensor.detach().float() if tensor.is_floating_point() else tensor.detach()
+        value = as_meta(tensor) if shapes_only and not tensor.is_meta else tensor.detach()
+        tensors[name] = value.float() if value.is_floating_point() else value
         return True
 
     def walk(module: nn.Module, prefix: str) -> None:
         nonlocal merged, dequantised
         if _is_lora(module):
-            weight, four_bit = _float_weight(module.base_layer)
-            if not getattr(module, "merged", False):
+            weight, four_bit = _float_weight(module.base_layer, shapes_only)
+            if not shapes_only and not getattr(module, "merged", False):
                 for adapter in module.active_adapters:
                     if adapter in module.lora_A:
                         weight = weight + module.get_delta_weight(adapter).float()  # [out, in]
@@ -108,7 +125,7 @@ def merged_llm(lm: Any) -> MergedLLM:
             linears.append(prefix[:-1])
             return
         if isinstance(module, nn.Linear):
-            weight, four_bit = _float_weight(module)
+            weight, four_bit = _float_weight(module, shapes_only)
             dequantised += four_bit
             if add(f"{prefix}weight", weight, module.weight):
                 linears.append(prefix[:-1])
@@ -134,11 +151,18 @@ def merged_llm(lm: Any) -> MergedLLM:
     return MergedLLM(tensors, tuple(linears), embedding, head, tied, tuple(notes))
 
 
-def part_tensors(model: nn.Module, parts: tuple[str, ...] = ("encoder", "bridge", "projection")) -> dict:
-    """Parameters and persistent buffers of the non-LLM parts, by their MicroVLM names."""
+def part_tensors(
+    model: nn.Module,
+    parts: tuple[str, ...] = ("encoder", "bridge", "projection"),
+    *,
+    shapes_only: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of the non-LLM parts, by their MicroVLM names
+    (``shapes_only``: as ``meta`` tensors, see :func:`as_meta`)."""
     from microvlm.models.pretrained import all_tensors
 
-    return {f"{p}.{k}": v.detach() for p in parts for k, v in all_tensors(getattr(model, p)).items()}
+    own = as_meta if shapes_only else torch.Tensor.detach
+    return {f"{p}.{k}": own(v) for p in parts for k, v in all_tensors(getattr(model, p)).items()}
 
 
 def nbytes(tensor: torch.Tensor) -> int:
@@ -236,6 +260,7 @@ __all__ = [
     "DTYPES",
     "PREPROCESSOR",
     "MergedLLM",
+    "as_meta",
     "check_tensors",
     "group",
     "merged_llm",

@@ -45,8 +45,12 @@ logger = logging.getLogger(__name__)
 
 
 def _cast(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Floating tensors to ``dtype`` (contiguous, on the CPU); integer buffers as they are."""
-    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu() for k, v in tensors.items()}
+    """Floating tensors to ``dtype`` (contiguous); integer buffers as they are. ``meta`` stays ``meta``."""
+    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+
+
+def _cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.cpu() for k, v in tensors.items()}
 
 
 class FloatExporter:
@@ -57,19 +61,15 @@ class FloatExporter:
         self.dtype = dtype  # "float16" / "bfloat16"
         self.short = {"float16": "fp16", "bfloat16": "bf16"}[dtype]
 
-    def export(self, model: Any, directory: Path) -> ExportReport:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
+    def _stored(
+        self, model: Any, *, shapes_only: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], ExportReport]:
+        """The tensors of ``llm/model.safetensors`` and of ``model.safetensors`` as written, and
+        the report of them; ``shapes_only``: as ``meta`` tensors (what :meth:`estimate` counts)."""
         dtype = DTYPES[self.dtype]
-        merged = merged_llm(model.llm)
+        merged = merged_llm(model.llm, shapes_only=shapes_only)
         llm = _cast(merged.tensors, dtype)
-        llm_dir = write_llm_files(model.llm, directory, self.dtype)
-        save_file(llm, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
-        rest = _cast(part_tensors(model), dtype)
-        save_file(rest, str(weights_file(directory)), metadata={"format": "pt"})
-        write_table(model, directory, init="pretrained", dtype=self.dtype)
-
+        rest = _cast(part_tensors(model, shapes_only=shapes_only), dtype)
         linear_names = {f"{n}.weight" for n in merged.linears}
         embedding_names = {f"{merged.embedding}.weight"}
         small = {k: v for k, v in llm.items() if k not in linear_names | embedding_names}
@@ -81,7 +81,23 @@ class FloatExporter:
             group_tensors = {k: v for k, v in rest.items() if k.startswith(f"{part}.")}
             groups.append(group(part, group_tensors, self.short))
         groups.append(group("norms+biases", small, self.short))
-        return ExportReport(tuple(groups), (*merged.notes, f"{LLM_DIR}/ loads with AutoModelForCausalLM"))
+        notes = (*merged.notes, f"{LLM_DIR}/ loads with AutoModelForCausalLM")
+        return llm, rest, ExportReport(tuple(groups), notes)
+
+    def export(self, model: Any, directory: Path) -> ExportReport:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        llm, rest, report = self._stored(model, shapes_only=False)
+        llm_dir = write_llm_files(model.llm, directory, self.dtype)
+        save_file(_cpu(llm), str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
+        save_file(_cpu(rest), str(weights_file(directory)), metadata={"format": "pt"})
+        write_table(model, directory, init="pretrained", dtype=self.dtype)
+        return report
+
+    def estimate(self, model: Any) -> ExportReport:
+        """:meth:`export`'s report from shapes alone (the same code on ``meta`` tensors)."""
+        return self._stored(model, shapes_only=True)[2]
 
     def load(self, directory: Path, *, plugins: Any, options: Mapping[str, Any] | None = None) -> Any:
         from microvlm.models.vlm import MicroVLM

@@ -46,6 +46,7 @@ from torch import nn
 
 from microvlm.contracts.quant import ExportReport, TensorGroup
 from microvlm_quant.export_common import (
+    as_meta,
     merged_llm,
     nbytes,
     part_tensors,
@@ -56,7 +57,7 @@ from microvlm_quant.export_common import (
     write_table,
 )
 from microvlm_quant.int8 import quantize_int8
-from microvlm_quant.ternary import pack_trits, ternarize
+from microvlm_quant.ternary import TRITS_PER_BYTE, pack_trits, ternarize
 
 LLM = "llm.model."  # prefix of the HF model's names inside a MicroVLM without an adapter
 INT8 = "int8 per-output-channel, fp32 scales"
@@ -80,6 +81,13 @@ class _Groups:
         return tuple(TensorGroup(n, p, b, s) for n, (p, b, s) in self.counts.items())
 
 
+def _pack(trits: torch.Tensor) -> torch.Tensor:
+    """``pack_trits``; on ``meta`` (an estimate) only its output: uint8 ``[ceil(n / 5)]``."""
+    if trits.is_meta:
+        return torch.empty(-(-trits.numel() // TRITS_PER_BYTE), dtype=torch.uint8, device="meta")
+    return pack_trits(trits)
+
+
 def _skipped(name: str, skip: tuple[str, ...]) -> bool:
     return name in skip or name.rpartition(".")[2] in skip
 
@@ -99,17 +107,17 @@ class Int8Exporter:
     ) -> None:
         if ternary:
             trits, gamma = ternarize(weight)
-            out[f"{key}.packed"], out[f"{key}.scale"] = pack_trits(trits), gamma.reshape(1)
+            out[f"{key}.packed"], out[f"{key}.scale"] = _pack(trits), gamma.reshape(1)
             groups.add(group, TERNARY, weight.numel(), [out[f"{key}.packed"], out[f"{key}.scale"]])
         else:
             out[f"{key}.qweight"], out[f"{key}.scale"] = quantize_int8(weight)
             groups.add(group, INT8, weight.numel(), [out[f"{key}.qweight"], out[f"{key}.scale"]])
 
-    def export(self, model: Any, directory: Path) -> ExportReport:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        merged = merged_llm(model.llm)
+    def _stored(self, model: Any, *, shapes_only: bool) -> tuple[dict[str, torch.Tensor], str, ExportReport]:
+        """The tensors of ``model.safetensors`` as written, its ``tied_head`` metadata and the
+        report; ``shapes_only``: as ``meta`` tensors, where the quantisers only make shapes
+        (what :meth:`estimate` counts)."""
+        merged = merged_llm(model.llm, shapes_only=shapes_only)
         out: dict[str, torch.Tensor] = {}
         groups = _Groups()
         skip = tuple(getattr(self.config, "skip", ()))
@@ -135,19 +143,12 @@ class Int8Exporter:
                 out[LLM + name] = tensor
                 groups.add("norms+biases", "fp32", tensor.numel(), [tensor])
         for part in ("bridge", "projection"):
-            self._small_part(out, groups, getattr(model, part), part)
-        for name, tensor in part_tensors(model, ("encoder",)).items():
+            self._small_part(out, groups, getattr(model, part), part, shapes_only)
+        for name, tensor in part_tensors(model, ("encoder",), shapes_only=shapes_only).items():
             out[name] = tensor.half() if tensor.is_floating_point() else tensor
             groups.add("encoder", "fp16", tensor.numel(), [out[name]])
 
         tied = f"{LLM}{merged.head}={LLM}{merged.embedding}" if merged.tied else ""
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in out.items()},
-            str(weights_file(directory)),
-            metadata={"format": self.format, "tied_head": tied},
-        )
-        write_llm_files(model.llm, directory, "float32")
-        write_table(model, directory, init="random", dtype="float32")
         notes = list(merged.notes)
         if self.ternary:
             notes.append(
@@ -155,21 +156,42 @@ class Int8Exporter:
             )
             notes.append("ternarising a model not trained for it (no QAT) gives garbage outputs")
         notes.append("norms and biases fp32; encoder stored fp16, computed fp32")
-        return ExportReport(groups.report(), tuple(notes))
+        return out, tied, ExportReport(groups.report(), tuple(notes))
 
-    def _small_part(self, out: dict, groups: _Groups, module: nn.Module, part: str) -> None:
+    def export(self, model: Any, directory: Path) -> ExportReport:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        out, tied, report = self._stored(model, shapes_only=False)
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in out.items()},
+            str(weights_file(directory)),
+            metadata={"format": self.format, "tied_head": tied},
+        )
+        write_llm_files(model.llm, directory, "float32")
+        write_table(model, directory, init="random", dtype="float32")
+        return report
+
+    def estimate(self, model: Any) -> ExportReport:
+        """:meth:`export`'s report from shapes alone (the same code on ``meta`` tensors)."""
+        return self._stored(model, shapes_only=True)[2]
+
+    def _small_part(
+        self, out: dict, groups: _Groups, module: nn.Module, part: str, shapes_only: bool
+    ) -> None:
         """The Q-Former or projection: its ``nn.Linear`` weights int8, everything else fp32."""
         linears = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, nn.Linear)}
         from microvlm.models.pretrained import all_tensors
 
-        for name, tensor in all_tensors(module).items():
+        for name, source in all_tensors(module).items():
             key = f"{part}.{name}"
+            tensor = as_meta(source) if shapes_only else source.detach()
             if name in linears:
                 q, scale = quantize_int8(tensor)
                 out[f"{key[: -len('.weight')]}.qweight"], out[f"{key[: -len('.weight')]}.scale"] = q, scale
                 groups.add(part, PART, q.numel(), [q, scale])
             else:
-                out[key] = tensor.detach().float() if tensor.is_floating_point() else tensor.detach()
+                out[key] = tensor.float() if tensor.is_floating_point() else tensor
                 groups.add(part, PART, tensor.numel(), [out[key]])
 
     # -- load ------------------------------------------------------------------------

@@ -72,11 +72,22 @@ class Exporter(Protocol):
     Core's ``microvlm export`` loads the checkpoint, hands the model and a fresh temporary folder
     to :meth:`export`, then writes ``manifest.json`` (format, groups, file hashes, source
     checkpoint and package versions) and renames the folder into place; a hash mismatch at load
-    is refused before :meth:`load` is called.
+    is refused before :meth:`load` is called. ``microvlm model-info`` calls :meth:`estimate`
+    on a model built on the ``meta`` device to show each format's size before anything is
+    written; the conformance kit (``check_exporter``) holds its groups equal to the ones
+    :meth:`export` reports for the same model.
     """
 
     def export(self, model: Any, directory: Path) -> ExportReport:
         """Write ``model`` (a :class:`~microvlm.models.vlm.MicroVLM`) into the empty ``directory``."""
+        ...
+
+    def estimate(self, model: Any) -> ExportReport:
+        """The groups :meth:`export` would write for ``model``, computed from tensor shapes only
+        (the model may be on the ``meta`` device); no files, no quantisation arithmetic.
+
+        :returns: the same groups (names, parameters, bytes, storage) as :meth:`export`'s report.
+        """
         ...
 
     def load(self, directory: Path, *, plugins: Any, options: Mapping[str, Any] | None = None) -> Any:

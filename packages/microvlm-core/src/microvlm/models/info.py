@@ -13,6 +13,13 @@ head) are stored by the quantizer plugin the LLM config names (``nf4`` of microv
 a byte per weight plus block scales); their bytes are what its ``storage_bytes`` says
 (:class:`microvlm.contracts.quant.Quantizer`). Activations, gradients and optimizer state are
 not included.
+
+:func:`export_estimates` asks every registered exporter plugin what ``microvlm export
+--format NAME`` would write for a built model (:meth:`~microvlm.contracts.quant.Exporter.estimate`:
+shapes only, so a meta-device model of the real size takes well under a second): the folder's
+tensor bytes (the sum of its groups; side files such as the tokenizer are not counted), the
+ratio to the ``fp16`` export when an exporter of that name is registered, and the bits per
+weight of the LLM's linear layers (the groups named ``llm.linear*``).
 """
 
 from __future__ import annotations
@@ -95,16 +102,20 @@ def counting_config(config: ModelConfig) -> ModelConfig:
     )
 
 
+def meta_model(config: ModelConfig, plugins: Any = None) -> MicroVLM:
+    """The model ``config`` describes, built on the meta device (no weights, no network)."""
+    from microvlm.models.vlm import MicroVLM
+
+    return MicroVLM.from_config(counting_config(config), plugins, device="meta")
+
+
 def model_info(config: ModelConfig, plugins: Any = None, train: Sequence[str] | None = None) -> ModelInfo:
     """Count the model ``config`` describes, built on the meta device (no weights, no network).
 
     :param train: the parts that train (``run.train``); ``None`` keeps the components' own
         ``requires_grad`` (frozen encoder and LLM base, trainable bridge, projection and LoRA).
     """
-    from microvlm.models.vlm import MicroVLM
-
-    model = MicroVLM.from_config(counting_config(config), plugins, device="meta")
-    return count_model(model, train, plugins)
+    return count_model(meta_model(config, plugins), train, plugins)
 
 
 def count_model(model: MicroVLM, train: Sequence[str] | None = None, plugins: Any = None) -> ModelInfo:
@@ -198,6 +209,52 @@ def _quantizer_storage(config: ModelConfig, plugins: Any) -> Storage:
     return name, quantizer.storage_bytes
 
 
+#: the export the others are compared with, when an exporter of this name is registered
+BASELINE = "fp16"
+
+
+@attrs.frozen
+class ExportEstimate:
+    """What one exporter would write for a model (its :meth:`estimate`)."""
+
+    format: str  # the exporter plugin's name
+    bytes: int  # tensor bytes of the folder: the sum of the report's groups
+    vs_baseline: float | None  # bytes / the BASELINE export's bytes (None: no baseline, or an error)
+    llm_linear_bits: float | None  # bits per weight of the groups named llm.linear* (None: none)
+    groups: tuple[Any, ...]  # the report's TensorGroups
+    error: str = ""  # the first line of the estimate's error ("" when it worked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bytes": self.bytes,
+            f"x_{BASELINE}": self.vs_baseline,
+            "llm_linear_bits_per_weight": self.llm_linear_bits,
+            "groups": [attrs.asdict(g) for g in self.groups],
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+def export_estimates(model: MicroVLM, plugins: Any) -> tuple[ExportEstimate, ...]:
+    """Every registered exporter's estimate for ``model`` (any device, ``meta`` included), by
+    name. An exporter that cannot build or estimate is listed with its error's first line."""
+    from microvlm.io.layout import first_line
+
+    found: list[ExportEstimate] = []
+    for component in plugins.components("exporter"):
+        try:
+            report = component.build().estimate(model)
+            groups = tuple(report.groups)
+        except Exception as exc:  # a plugin's failure is shown, not raised: the others still count
+            found.append(ExportEstimate(component.name, 0, None, None, (), first_line(exc)))
+            continue
+        linears = [g for g in groups if g.name.startswith("llm.linear")]
+        weights = sum(g.parameters for g in linears)
+        bits = 8 * sum(g.bytes for g in linears) / weights if weights else None
+        found.append(ExportEstimate(component.name, sum(g.bytes for g in groups), None, bits, groups))
+    base = next((e.bytes for e in found if e.format == BASELINE and not e.error), 0)
+    return tuple(attrs.evolve(e, vs_baseline=e.bytes / base) if base and not e.error else e for e in found)
+
+
 def format_count(n: int) -> str:
     """``494032768`` -> ``"494.0 M"``; ``35192832`` -> ``"35.2 M"``; ``9216`` -> ``"9.2 K"``."""
     for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -216,12 +273,16 @@ def format_bytes(n: int) -> str:
 
 
 __all__ = [
+    "BASELINE",
     "PARTS",
+    "ExportEstimate",
     "ModelInfo",
     "PartInfo",
     "count_model",
     "counting_config",
+    "export_estimates",
     "format_bytes",
     "format_count",
+    "meta_model",
     "model_info",
 ]

@@ -174,8 +174,10 @@ def check_exporter(
     name: str | None = None,
 ) -> Any:
     """Export ``model`` (a small :class:`~microvlm.models.vlm.MicroVLM`) into an empty folder,
-    load it back and generate from the loaded model. ``directory``: where (a temporary folder
-    by default). :returns: the loaded model."""
+    load it back and generate from the loaded model; ``estimate`` of ``model``, and of the same
+    architecture built on the ``meta`` device, must list the export report's groups (names,
+    parameters, bytes). ``directory``: where (a temporary folder by default). :returns: the
+    loaded model."""
     import torch
 
     from microvlm.contracts.quant import ExportReport, TensorGroup
@@ -197,6 +199,7 @@ def check_exporter(
             require(isinstance(group, TensorGroup), label, f"report group {group!r} is not a TensorGroup")
             require(group.parameters >= 0 and group.bytes >= 0, label, f"group {group.name}: negative counts")
         require(any(folder.iterdir()), label, f"export wrote nothing into {folder}")
+        _check_estimate(exporter, model, report, plugins, label)
         loaded = exporter.load(folder, plugins=plugins)
         _, height, width = (int(v) for v in loaded.encoder.data_config["input_size"])
         answers = loaded.generate({"image": torch.rand(1, 3, height, width), "prompt": "a"}, max_new_tokens=2)
@@ -206,6 +209,30 @@ def check_exporter(
         f"the loaded model's generate gave {answers!r}, expected one string",
     )
     return loaded
+
+
+def _check_estimate(exporter: Any, model: Any, report: Any, plugins: Any, label: str) -> None:
+    """``exporter.estimate`` on ``model`` and on its meta-device twin equals ``report``'s groups."""
+    from microvlm.contracts.quant import ExportReport
+    from microvlm.models.info import counting_config
+    from microvlm.models.vlm import MicroVLM
+
+    def rows(r: Any) -> list[tuple[str, int, int]]:
+        return [(g.name, g.parameters, g.bytes) for g in r.groups]
+
+    meta = MicroVLM.from_config(counting_config(model.config), plugins, device="meta")
+    for where, subject in (("the model", model), ("its meta-device twin", meta)):
+        estimate = exporter.estimate(subject)
+        require(
+            isinstance(estimate, ExportReport),
+            label,
+            f"estimate of {where} returned {type(estimate).__name__}, not an ExportReport",
+        )
+        require(
+            rows(estimate) == rows(report),
+            label,
+            f"estimate of {where} lists groups {rows(estimate)}, but export wrote {rows(report)}",
+        )
 
 
 def check_qat(factory: Callable[..., Any], config: Any, *, model: Any, name: str | None = None) -> Any:

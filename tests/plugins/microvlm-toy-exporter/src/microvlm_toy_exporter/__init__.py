@@ -1,7 +1,8 @@
 """A third-party exporter: the whole model in float32, through core's own ``save_pretrained``.
 
 It shows the smallest exporter a package can add (``microvlm export --format toy_fp32``): write
-the model into the folder core hands over, report its tensors, and load the folder back.
+the model into the folder core hands over, report its tensors, estimate that report from shapes
+alone (``microvlm model-info``), and load the folder back.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ class ToyFp32Exporter:
 
     def export(self, model: Any, directory: Path) -> ExportReport:
         model.save_pretrained(directory / INNER, weights="all")
-        n = sum(t.numel() for t in model.state_dict().values())
-        size = (directory / INNER / "model.safetensors").stat().st_size
-        return ExportReport((TensorGroup("all", n, size, "float32, as trained"),), ("a fixture exporter",))
+        return self.estimate(model)
+
+    def estimate(self, model: Any) -> ExportReport:
+        """Every tensor once (tied ones once), at its own dtype: shapes only, ``meta`` is fine."""
+        from microvlm.models.pretrained import all_tensors
+
+        tensors = all_tensors(model).values()
+        n = sum(t.numel() for t in tensors)
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        return ExportReport((TensorGroup("all", n, size, "as trained"),), ("a fixture exporter",))
 
     def load(self, directory: Path, *, plugins: Any, options: Any = None) -> Any:
         from microvlm.models.vlm import MicroVLM
