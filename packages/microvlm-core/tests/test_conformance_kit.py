@@ -105,6 +105,9 @@ class _FolderExporter:
 
     def export(self, model, directory):
         model.save_pretrained(directory, weights="all")
+        return self.estimate(model)
+
+    def estimate(self, model):
         n = sum(p.numel() for p in model.parameters())
         return ExportReport((TensorGroup("all", n, 4 * n, "fp32"),))
 
