@@ -166,6 +166,7 @@ def test_the_kit_reached_every_kind_we_register():
         "llm",
         "dataset",
         "task",
+        "source",
         "quantizer",
         "exporter",
         "qat",

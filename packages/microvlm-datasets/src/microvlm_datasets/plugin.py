@@ -1,12 +1,16 @@
-"""Dataset builders of microvlm-datasets: hook implementations only; heavy imports live in the factories.
+"""Dataset builders and download sources of microvlm-datasets: hook implementations only; heavy
+imports live in the factories.
 
-What is registered comes from :data:`microvlm_datasets.catalogue.CATALOGUE`, the one table of
-this package's datasets (``microvlm datasets status`` reads it too).
+The builders come from :data:`microvlm_datasets.catalogue.CATALOGUE`, the one table of this
+package's datasets (``microvlm datasets status`` reads it too); the sources from the TOML
+catalogue under ``download/catalogue/`` (:func:`microvlm_datasets.download.sources.load_catalogue`),
+each registered with a factory that returns its :class:`~microvlm_datasets.download.sources.DatasetSource`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from microvlm import hookimpl
 from microvlm_datasets.catalogue import CATALOGUE
@@ -21,6 +25,23 @@ if TYPE_CHECKING:
 def register_datasets(register: Register) -> None:
     for info in CATALOGUE.values():
         register(info.name, info.factory(), info.config_cls, description=info.description)
+
+
+@hookimpl
+def register_sources(register: Register) -> None:
+    from microvlm_datasets.download.sources import SourceSettings, load_catalogue
+
+    for source in load_catalogue().values():
+        register(source.name, _source_factory(source), SourceSettings, description=source.description)
+
+
+def _source_factory(source: Any) -> Callable[..., Any]:
+    def factory(config: Any = None, **_: Any) -> Any:
+        return source
+
+    factory.__name__ = f"source_{source.name}"
+    factory.__doc__ = f"The '{source.name}' download source (download/catalogue/{source.name}.toml)."
+    return factory
 
 
 @hookimpl

@@ -43,6 +43,30 @@ class DatasetBuilder(Protocol):
     def __getitem__(self, index: int) -> Sample: ...
 
 
+@runtime_checkable
+class DataSource(Protocol):
+    """Where one dataset's files come from: what ``microvlm datasets download`` fetches and
+    ``microvlm datasets status`` reports on. Built as ``factory(config)``.
+
+    Only what core and the status report need; the downloader's own fields (URLs, hub
+    repositories, checksums) are the providing package's business (microvlm-datasets'
+    ``DatasetSource``).
+    """
+
+    #: The registered name (``"coco2017"``), used by ``download --datasets NAME``.
+    name: str
+    #: Folder under the data root the files land in, relative (``"coco"``): the default folder
+    #: of the builders it feeds, so a downloaded dataset reads with no further step.
+    folder: str
+    #: One line for ``--help`` and ``microvlm plugins``.
+    description: str
+    #: The licence's name or the page stating the terms of use.
+    licence: str
+    #: What a person must do first: ``""`` nothing, ``"huggingface"`` a hub token (and accepted
+    #: terms), ``"kaggle"`` a Kaggle login, ``"manual"`` steps that are printed.
+    login: str
+
+
 @attrs.frozen
 class ResultRow:
     """One printed row of a results table (``microvlm run``, ``microvlm demo``, ``microvlm eval``)."""
@@ -120,4 +144,4 @@ def default_summary(metrics: Mapping[str, Metric]) -> TaskSummary:
     return TaskSummary(dict(metrics), rows)
 
 
-__all__ = ["DatasetBuilder", "Metric", "ResultRow", "Task", "TaskSummary", "default_summary"]
+__all__ = ["DataSource", "DatasetBuilder", "Metric", "ResultRow", "Task", "TaskSummary", "default_summary"]

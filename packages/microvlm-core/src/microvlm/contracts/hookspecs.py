@@ -117,6 +117,19 @@ def register_tasks(register: Register) -> None:
     """
 
 
+@hookspec
+def register_sources(register: Register) -> None:
+    """Register dataset sources: where a dataset's files are fetched from (``microvlm datasets download``).
+
+    :param register: ``register(name, factory, config_cls, *, description="")``. The
+        factory is called as ``factory(config)`` and returns a
+        :class:`microvlm.contracts.data.DataSource` (name, folder under the data root,
+        description, licence, login); microvlm-datasets' ``DatasetSource`` is the full form
+        its downloader reads.
+    :returns: nothing; results are collected through ``register``.
+    """
+
+
 # -------------------------------------------------------------------------------------
 # Quantisation, logging and the command line
 # -------------------------------------------------------------------------------------
@@ -187,6 +200,7 @@ COMPONENT_HOOKS: dict[str, str] = {
     "llm": "register_llms",
     "dataset": "register_datasets",
     "task": "register_tasks",
+    "source": "register_sources",
     "quantizer": "register_quantizers",
     "exporter": "register_exporters",
     "qat": "register_qat_schemes",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from types import MappingProxyType
 
-from microvlm.contracts.data import DatasetBuilder, Task
+from microvlm.contracts.data import DatasetBuilder, DataSource, Task
 from microvlm.contracts.logger import Logger
 from microvlm.contracts.model import Bridge, Encoder, LanguageModel
 from microvlm.contracts.quant import Exporter, QATScheme, Quantizer
@@ -18,6 +18,7 @@ PROTOCOLS: MappingProxyType[str, type] = MappingProxyType(
         "llm": LanguageModel,
         "dataset": DatasetBuilder,
         "task": Task,
+        "source": DataSource,
         "quantizer": Quantizer,
         "exporter": Exporter,
         "qat": QATScheme,

@@ -20,7 +20,13 @@ from typing import Any
 
 from microvlm.plugins.manager import Component
 from microvlm.testing.conformance_base import ConformanceError, check_members
-from microvlm.testing.conformance_data import check_dataset, check_logger, check_quantizer, check_task
+from microvlm.testing.conformance_data import (
+    check_dataset,
+    check_logger,
+    check_quantizer,
+    check_source,
+    check_task,
+)
 from microvlm.testing.conformance_model import (
     check_bridge,
     check_encoder,
@@ -47,6 +53,8 @@ def check_component(component: Component, config: Any = None, **context: Any) ->
         return check_dataset(factory, config, name=name, **context)
     if kind == "task":
         return check_task(factory, config, name=name, **context)
+    if kind == "source":
+        return check_source(factory, config, name=name, **context)
     if kind == "quantizer":
         return check_quantizer(factory, config, name=name, **context)
     if kind == "exporter":
@@ -79,5 +87,6 @@ __all__ = [
     "check_members",
     "check_qat",
     "check_quantizer",
+    "check_source",
     "check_task",
 ]

@@ -186,6 +186,46 @@ def check_logger(
     return sink
 
 
+#: What a source's ``login`` may say (see :class:`microvlm.contracts.data.DataSource`).
+SOURCE_LOGINS = ("", "huggingface", "kaggle", "manual")
+
+
+def check_source(factory: Callable[..., Any], config: Any, *, name: str | None = None) -> Any:
+    """Build a dataset source and check what core and ``datasets status`` read from it.
+
+    Checks that ``name`` is the registered name (when given), ``folder`` a relative path
+    inside the data root (no ``..``, not absolute, ``/``-separated), ``description`` and
+    ``licence`` non-empty strings, and ``login`` one of :data:`SOURCE_LOGINS`.
+    :returns: the source.
+    """
+    from pathlib import PurePosixPath
+
+    label = label_of("source", factory, name)
+    source = build_checked("source", factory, config, label)
+    for field in ("name", "folder", "description", "licence"):
+        value = getattr(source, field)
+        require(
+            isinstance(value, str) and value.strip(),
+            label,
+            f"{field} must be a non-empty string, got {value!r}",
+        )
+    require(
+        name is None or source.name == name, label, f"its name is {source.name!r}, registered as {name!r}"
+    )
+    folder = PurePosixPath(source.folder)
+    require(
+        not folder.is_absolute() and ".." not in folder.parts and "\\" not in source.folder,
+        label,
+        f"folder {source.folder!r} must be a relative path inside the data root",
+    )
+    require(
+        source.login in SOURCE_LOGINS,
+        label,
+        f"login {source.login!r} is not one of {', '.join(repr(x) for x in SOURCE_LOGINS)}",
+    )
+    return source
+
+
 def _json(value: Any, label: str, what: str) -> None:
     try:
         json.dumps(value)
@@ -193,4 +233,4 @@ def _json(value: Any, label: str, what: str) -> None:
         raise ConformanceError(f"{label}: {what} is not JSON-able ({exc})") from exc
 
 
-__all__ = ["check_dataset", "check_logger", "check_quantizer", "check_task"]
+__all__ = ["SOURCE_LOGINS", "check_dataset", "check_logger", "check_quantizer", "check_source", "check_task"]
