@@ -14,7 +14,9 @@ Knobs, each keyed by the URL path relative to the folder (``"a/b.zip"``):
 - ``corrupt``: serve the file with its bytes changed (same size: a checksum mismatch);
 - ``slow``: ``{path: seconds}`` waits that long after the headers before the body;
 - ``flaky``: ``{path: n}`` answers 503 to the first ``n`` requests;
-- ``ignore_range``: always answers 200 with the whole file.
+- ``ignore_range``: always answers 200 with the whole file;
+- ``stall``: ``{path: n}`` sends ``n`` body bytes on the first request, then holds the
+  connection open until the server stops (a transfer in flight, for the kill -9 test).
 
 :class:`FakeHub` implements the endpoints ``snapshot_download`` calls in huggingface_hub 2.x
 (read from the installed source, ``_snapshot_download.py``, ``hf_api.py`` and
@@ -47,6 +49,19 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[_Server, int]:
+    """A threaded server on a free port of 127.0.0.1, serving from a daemon thread."""
+    httpd = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return httpd, httpd.server_address[1]
+
+
+def _shutdown(httpd: _Server | None) -> None:
+    if httpd is not None:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @attrs.define
 class FileServer:
     """A folder served over HTTP on 127.0.0.1 with Range support and failure knobs."""
@@ -58,10 +73,12 @@ class FileServer:
     slow: dict[str, float] = attrs.Factory(dict)
     flaky: dict[str, int] = attrs.Factory(dict)
     ignore_range: set[str] = attrs.Factory(set)
+    stall: dict[str, int] = attrs.Factory(dict)
     requests: Counter[str] = attrs.Factory(Counter)  # GETs per path
     ranges: list[tuple[str, str | None]] = attrs.Factory(list)  # (path, Range header) per GET
     port: int = 0
     _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _stopping: threading.Event = attrs.Factory(threading.Event)
     _httpd: _Server | None = None
 
     def url(self, path: str = "") -> str:
@@ -106,6 +123,12 @@ class FileServer:
                 self.end_headers()
                 if path in server.slow:
                     time.sleep(server.slow[path])
+                if path in server.stall and count == 1:
+                    self.wfile.write(body[: server.stall[path]])
+                    self.wfile.flush()
+                    server._stopping.wait(60)
+                    self.close_connection = True
+                    return
                 if path in server.cut and count == 1:
                     self.wfile.write(body[: server.cut[path]])
                     self.wfile.flush()
@@ -130,15 +153,12 @@ class FileServer:
         return Handler
 
     def start(self) -> FileServer:
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._httpd, self.port = _serve(self._handler())
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        self._stopping.set()
+        _shutdown(self._httpd)
 
 
 @contextmanager
@@ -259,15 +279,11 @@ class FakeHub:
         return Handler
 
     def start(self) -> FakeHub:
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._httpd, self.port = _serve(self._handler())
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        _shutdown(self._httpd)
 
 
 @contextmanager
