@@ -17,7 +17,7 @@ import pytest
 
 from microvlm_datasets.download.engine import disk_check, download, needed_bytes
 from microvlm_datasets.download.http import DownloadError
-from microvlm_datasets.download.sources import DatasetSource, HubFiles, RemoteFile
+from microvlm_datasets.download.sources import DatasetSource, HubFiles, RemoteFile, WebImages
 
 #: tests/servers.py, run by path (the suite uses --import-mode=importlib, so test modules cannot import it)
 servers = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("servers.py"))))
@@ -241,3 +241,32 @@ def test_needed_bytes_counts_what_is_left(world, tmp_path: Path) -> None:
     (summary,) = download([coco], root, mirrors=world["mirrors"], progress=False, sleep=no_sleep)
     assert summary.status == "complete" and ("coco/zips/val2017.zip", "bytes=10-") in world["server"].ranges
     assert needed_bytes([coco], root) == 0
+
+
+def test_web_images_fetch_the_url_list_then_run_fetch_web(
+    world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from microvlm_datasets.download import web as web_module
+
+    calls: list[tuple[Any, Path, dict[str, Any]]] = []
+
+    def fake_fetch_web(web: WebImages, folder: Path, **kw: Any) -> str:
+        assert (folder / "list.tsv").read_bytes() == b"caption\turl\n"  # the list came first
+        calls.append((web, folder, kw))
+        return "web result"
+
+    monkeypatch.setattr(web_module, "fetch_web", fake_fetch_web)
+    listing = served_file(world["served"], "coco/lists/list.tsv", b"caption\turl\n", COCO, "list.tsv")
+    web = WebImages(urls=listing, url_col="url", caption_col="caption", input_format="tsv", cite=CITE)
+    (summary,) = download(
+        [source("cc3m", "cc3m", web=web)],
+        tmp_path / "data",
+        mirrors=world["mirrors"],
+        retry_failed=True,
+        progress=False,
+        sleep=no_sleep,
+    )
+    assert summary.status == "complete" and summary.web == "web result" and summary.fetched == 1
+    ((got, folder, kw),) = calls
+    assert got is web and folder == tmp_path / "data" / "cc3m"
+    assert kw == {"retry_failed": True, "mirrors": world["mirrors"]}

@@ -236,7 +236,7 @@ class _Run:
             raise DownloadError(
                 f"{source.name}: web images need microvlm_datasets.download.web ({exc})"
             ) from exc
-        result = fetch_web(web, folder, retry_failed=self.retry_failed)
+        result = fetch_web(web, folder, retry_failed=self.retry_failed, mirrors=self.mirrors)
         with self.lock:
             tally.web = result
 
