@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import attrs
 import pytest
 
 from microvlm_datasets.download.engine import disk_check, download, needed_bytes
@@ -270,3 +271,44 @@ def test_web_images_fetch_the_url_list_then_run_fetch_web(
     ((got, folder, kw),) = calls
     assert got is web and folder == tmp_path / "data" / "cc3m"
     assert kw == {"retry_failed": True, "mirrors": world["mirrors"]}
+
+
+@attrs.define
+class FakeLog:
+    """Records what the engine reports (the ProgressLog of download/wandb_log.py)."""
+
+    progress: list[tuple[str, str, int, int | None]] = attrs.Factory(list)
+    done: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    closed: int = 0
+
+    def file_progress(self, dataset: str, path: str, done: int, total: int | None) -> None:
+        self.progress.append((dataset, path, done, total))
+
+    def web_stats(self, dataset: str, result: Any) -> None:  # pragma: no cover - no web source here
+        raise AssertionError("no web source")
+
+    def dataset_done(self, dataset: str, **kw: Any) -> None:
+        self.done[dataset] = kw
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_progress_and_results_go_to_the_log(world, tmp_path: Path) -> None:
+    world["server"].missing.add("vqa/v2_Annotations_Train_mscoco.zip")
+    fake = FakeLog()
+    coco, vqa, _ = world["sources"]
+    download(
+        [coco, vqa], tmp_path / "data", mirrors=world["mirrors"], progress=False, sleep=no_sleep, log_to=fake
+    )
+    size = coco.files[1].size
+    assert ("coco2017", "val2017.zip", size, size) in fake.progress
+    assert fake.done["coco2017"] == {
+        "status": "complete",
+        "files": 3,
+        "size": sum(f.size for f in coco.files),
+        "success_rate": None,
+        "error": "",
+    }
+    assert fake.done["vqav2"]["status"] == "failed" and "HTTP 404" in fake.done["vqav2"]["error"]
+    assert fake.closed == 1

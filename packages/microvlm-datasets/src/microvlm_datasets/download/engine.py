@@ -22,14 +22,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from microvlm_datasets.download.extract import extract_archive, is_extracted
-from microvlm_datasets.download.http import DownloadError, destination, fetch_file
+from microvlm_datasets.download.http import DownloadError, OnBytes, destination, fetch_file
 from microvlm_datasets.download.hub import fetch_hub
 from microvlm_datasets.download.sources import DatasetSource, HubFiles, RemoteFile
+
+if TYPE_CHECKING:
+    from microvlm_datasets.download.wandb_log import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ def _extract_dir(file: RemoteFile, folder: Path) -> Path:
 class _Tally:
     """A source's results, filled from the worker threads."""
 
+    name: str  # the source's name
     fetched: int = 0
     present: int = 0
     bytes: int = 0
@@ -123,6 +127,8 @@ def download(
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     check_disk: bool = True,
+    wandb_project: str | None = None,
+    log_to: ProgressLog | None = None,
 ) -> list[SourceSummary]:
     """Download ``sources`` under ``root`` (each into ``root / source.folder``), ``jobs`` at a time.
 
@@ -132,34 +138,65 @@ def download(
     :param token: Hugging Face token (default ``HF_TOKEN``, then the stored login).
     :param retries, timeout, sleep: passed to :func:`~microvlm_datasets.download.http.fetch_file`.
     :param check_disk: run :func:`disk_check` first.
+    :param wandb_project: log progress and per-source results to this W&B project
+        (:class:`~microvlm_datasets.download.wandb_log.DownloadLog`; ``""`` = ``WANDB_PROJECT``
+        or the default); None = no W&B.
+    :param log_to: where progress and results go instead (a ``ProgressLog``; tests pass a fake).
     :returns: one :class:`SourceSummary` per source, in the order given.
     :raises DownloadError: only for the disk check; a failing file fails its source, not the call.
     """
     root = Path(root)
     if check_disk:
         disk_check(root, needed_bytes(sources, root))
-    tallies = {source.name: _Tally() for source in sources}
-    known = sum(f.size or 0 for s in sources for f in s.files)
-    with _progress(progress, known) as bars:
-        run = _Run(threading.Lock(), bars, mirrors, retries, timeout, sleep, token, retry_failed)
-        work: list[tuple[DatasetSource, Callable[[], None]]] = []
-        for source in sources:
-            folder, tally = root / source.folder, tallies[source.name]
-            work += [(source, partial(run.file, f, folder, tally)) for f in source.files]
-            work += [(source, partial(run.hub, h, folder, tally)) for h in source.hub]
-            if source.web is not None:
-                work.append((source, partial(run.web, source, folder, tally)))
-        with ThreadPoolExecutor(max_workers=max(jobs, 1), thread_name_prefix="download") as pool:
-            futures = {pool.submit(job): source for source, job in work}
-            for future in as_completed(futures):
-                source = futures[future]
-                error = future.exception()
-                if error is not None:
-                    if not isinstance(error, DownloadError):
-                        log.error("%s: unexpected error", source.name, exc_info=error)
-                    with run.lock:
-                        tallies[source.name].errors.append(_line(error))
-    return [_summary(source, tallies[source.name]) for source in sources]
+    if log_to is None and wandb_project is not None:
+        from microvlm_datasets.download.wandb_log import DownloadLog
+
+        config = {"sources": [s.name for s in sources], "jobs": jobs, "retry_failed": retry_failed}
+        log_to = DownloadLog(root, config=config, project=wandb_project)
+    run = _Run(threading.Lock(), None, log_to, mirrors, retries, timeout, sleep, token, retry_failed)
+    try:
+        with _progress(progress, sum(f.size or 0 for s in sources for f in s.files)) as bars:
+            summaries = _run_all(sources, root, attrs.evolve(run, bars=bars), jobs)
+    finally:
+        if log_to is not None:
+            log_to.close()
+    return summaries
+
+
+def _run_all(sources: Sequence[DatasetSource], root: Path, run: _Run, jobs: int) -> list[SourceSummary]:
+    """Every job on the pool; then one summary per source (and to the log)."""
+    tallies = {source.name: _Tally(source.name) for source in sources}
+    work: list[tuple[DatasetSource, Callable[[], None]]] = []
+    for source in sources:
+        folder, tally = root / source.folder, tallies[source.name]
+        work += [(source, partial(run.file, f, folder, tally)) for f in source.files]
+        work += [(source, partial(run.hub, h, folder, tally)) for h in source.hub]
+        if source.web is not None:
+            work.append((source, partial(run.web, source, folder, tally)))
+    with ThreadPoolExecutor(max_workers=max(jobs, 1), thread_name_prefix="download") as pool:
+        futures = {pool.submit(job): source for source, job in work}
+        for future in as_completed(futures):
+            source = futures[future]
+            error = future.exception()
+            if error is not None:
+                if not isinstance(error, DownloadError):
+                    log.error("%s: unexpected error", source.name, exc_info=error)
+                with run.lock:
+                    tallies[source.name].errors.append(_line(error))
+    summaries = [_summary(source, tallies[source.name]) for source in sources]
+    if run.log_to is not None:
+        for s in summaries:
+            rate = getattr(s.web, "success_rate", None)
+            error = s.errors[0] if s.errors else ""
+            run.log_to.dataset_done(
+                s.name,
+                status=s.status,
+                files=s.fetched + s.present,
+                size=s.bytes,
+                success_rate=rate,
+                error=error,
+            )
+    return summaries
 
 
 def _line(error: BaseException) -> str:
@@ -187,6 +224,7 @@ class _Run:
 
     lock: threading.Lock  # guards the tallies
     bars: _Bars | None
+    log_to: ProgressLog | None
     mirrors: Mapping[str, str] | None
     retries: int
     timeout: float
@@ -197,12 +235,12 @@ class _Run:
     def file(self, file: RemoteFile, folder: Path, tally: _Tally) -> None:
         """Fetch one file, then extract it when the catalogue says it is an archive."""
         bar = self.bars.file(file.path, file.size) if self.bars is not None else nullcontext()
-        with bar as on_bytes:
+        with bar as on_bar:
             result = fetch_file(
                 file,
                 folder,
                 mirrors=self.mirrors,
-                progress=on_bytes,
+                progress=self._on_bytes(tally.name, file.path, on_bar),
                 retries=self.retries,
                 timeout=self.timeout,
                 sleep=self.sleep,
@@ -215,6 +253,19 @@ class _Run:
             tally.bytes += result.fetched
         if file.extract:
             extract_archive(result.path, _extract_dir(file, folder))
+
+    def _on_bytes(self, name: str, path: str, on_bar: OnBytes | None) -> OnBytes | None:
+        """The bar's callback and the log's, as one."""
+        log_to = self.log_to
+        if log_to is None:
+            return on_bar
+
+        def on_bytes(done: int, total: int | None) -> None:
+            if on_bar is not None:
+                on_bar(done, total)
+            log_to.file_progress(name, path, done, total)
+
+        return on_bytes
 
     def hub(self, hub: HubFiles, folder: Path, tally: _Tally) -> None:
         """Fetch one hub repository (its patterns)."""
@@ -236,7 +287,9 @@ class _Run:
             raise DownloadError(
                 f"{source.name}: web images need microvlm_datasets.download.web ({exc})"
             ) from exc
-        result = fetch_web(web, folder, retry_failed=self.retry_failed, mirrors=self.mirrors)
+        log_to = self.log_to
+        kw: dict[str, Any] = {} if log_to is None else {"on_stats": partial(log_to.web_stats, source.name)}
+        result = fetch_web(web, folder, retry_failed=self.retry_failed, mirrors=self.mirrors, **kw)
         with self.lock:
             tally.web = result
 
