@@ -1,7 +1,7 @@
-"""``microvlm datasets ...``: the synthetic shapes set and the status of the datasets on disk.
+"""``microvlm datasets ...``: the synthetic shapes set, downloads (:mod:`.cli_download`) and the
+status of the datasets on disk.
 
 Only click is imported here; numpy, PIL, rich and the builders are imported inside the command bodies.
-(The download command joins this group in a later issue.)
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ def datasets_group() -> click.Group:
 
     @click.group("datasets")
     def datasets() -> None:
-        """Dataset tools: the synthetic shapes set in the real formats, and what is on disk."""
+        """Dataset tools: downloads, the synthetic shapes set in the real formats, and what is on disk."""
 
+    from microvlm_datasets.cli_download import download_command
+
+    datasets.add_command(download_command)
     datasets.add_command(shapes_command)
     datasets.add_command(status_command)
     return datasets
@@ -136,13 +139,19 @@ def _size(n: int | None) -> str:
     help="Data root holding coco/, vqa/, refcoco/, ... (or a folder written by `microvlm datasets shapes`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
-def status_command(root: Path, as_json: bool) -> None:
+@click.pass_context
+def status_command(ctx: click.Context, root: Path, as_json: bool) -> None:
     """Which datasets are on disk under ROOT: splits, samples, images, missing files, failures, disk use.
 
     \b
     Each dataset is looked for in its conventional folder: coco/, flickr30k/, vqa/, okvqa/,
     aokvqa/, gqa/, ocrvqa/, refcoco/, refcoco_plus/, refcocog/, llava/ (images in coco/),
     cc3m/, laion_coco/, sbu/ (img2dataset shards) and shapes/.
+
+    \b
+    Each dataset and each download source is then complete, partial (what is missing is
+    listed), needs login (a Kaggle login, a hub token and accepted terms, or manual steps),
+    needs tool (img2dataset, with its install command) or absent.
     """
     import json
 
@@ -150,23 +159,28 @@ def status_command(root: Path, as_json: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from microvlm_datasets.cli_download import plugin_sources
     from microvlm_datasets.status import status
 
-    report = status(root)
+    report = status(root, plugin_sources(ctx))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     title = f"datasets under {root}" + (" (a shapes set)" if report["kind"] == "shapes" else "")
     table = Table(title=Text(title))
-    for column in ("dataset", "split", "status"):
+    for column in ("dataset", "state", "split", "status"):
         table.add_column(column, no_wrap=True)
     for column in ("samples", "images", "missing", "skipped", "failed dl", "disk"):
         table.add_column(column, justify="right", no_wrap=column != "skipped")
     present = 0
     notes = []
     for entry in report["datasets"]:
+        state = entry.get("state", "")
+        if state not in ("complete", "absent", ""):
+            detail = "; ".join(entry["missing"][:4]) + (" ..." if len(entry["missing"]) > 4 else "")
+            notes.append((state, f"{entry['name']}: {state}: {entry['needs'] or detail}"))
         if not entry["present"]:
-            table.add_row(entry["name"], "", "absent", *[""] * 6, style="dim")
+            table.add_row(entry["name"], _state(state), "", "absent", *[""] * 6, style="dim")
             continue
         present += any(row["status"] == "present" for row in entry["splits"])
         for k, row in enumerate(entry["splits"] or [{"split": "", "status": "empty"}]):
@@ -186,6 +200,7 @@ def status_command(root: Path, as_json: bool) -> None:
             colour = {"present": "green", "error": "red"}.get(state, "yellow")
             table.add_row(
                 entry["name"] if k == 0 else "",
+                _state(state) if k == 0 else "",
                 row["split"],
                 f"[{colour}]{state}[/{colour}]",
                 *numbers,
@@ -198,4 +213,29 @@ def status_command(root: Path, as_json: bool) -> None:
     for state, note in notes:  # notes hold file names and error text: never read as markup
         colour = "red" if state == "error" else "yellow"
         console.print(Text.assemble((state, colour), ": ", note), highlight=False)
+    if report["sources"]:
+        console.print(_sources_table(report["sources"]))
     click.echo(f"{present} of {len(report['datasets'])} datasets present under {root}")
+
+
+_STATE_COLOURS = {"complete": "green", "partial": "yellow", "needs login": "magenta", "needs tool": "magenta"}
+
+
+def _state(state: str) -> str:
+    colour = _STATE_COLOURS.get(state, "dim")
+    return f"[{colour}]{state}[/{colour}]" if state else ""
+
+
+def _sources_table(sources: list[dict]) -> object:
+    """One row per download source: its state and what is missing or needed."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text("download sources (microvlm datasets download --datasets NAME)"))
+    for column in ("source", "state", "folder", "missing / needs"):
+        table.add_column(column, no_wrap=column != "missing / needs")
+    for s in sources:
+        missing = ", ".join(s["missing"][:3]) + (" ..." if len(s["missing"]) > 3 else "")
+        detail = "; ".join(x for x in (missing, s["needs"]) if x)
+        table.add_row(Text(s["name"]), _state(s["state"]), Text(s["folder"]), Text(detail))
+    return table

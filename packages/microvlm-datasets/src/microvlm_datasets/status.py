@@ -32,6 +32,15 @@ For each dataset and split: whether it is present, its samples, distinct images,
 missing on disk, records the builder skipped while loading (by reason: damaged shards,
 records without an image, ...) and img2dataset's download failures, plus the disk space of
 the dataset's folder. Builders are imported here, inside the functions, not by the CLI module.
+
+Each dataset and each download source (``microvlm datasets download``'s catalogue, and any
+source a plugin registers) also gets a ``state`` (:data:`STATES`): ``complete``; ``partial``,
+with ``missing`` saying what is not there; ``needs login`` (a Kaggle login, a hub token and
+accepted terms, or manual steps: ``needs`` says which); ``needs tool`` (img2dataset for the
+web-scale images, with its install command); or ``absent``. A dataset is complete when every
+split its sources provide (their ``splits``; else every split listed) is read by its builder
+with no image file missing; a source when every file, hub repository and web image set it
+lists is on disk (archives extracted).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import json
 import os
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +59,16 @@ from microvlm_datasets.shapes import layout
 
 #: (label of the row, builder settings) for each split to report, given the dataset folder and the root.
 Rows = list[tuple[str, dict[str, Any]]]
+
+#: What ``state`` may say, for a dataset or a source.
+STATES = ("complete", "partial", "needs login", "needs tool", "absent")
+
+#: What each ``login`` asks of the user, for ``needs``.
+LOGIN_NEEDS = {
+    "huggingface": "a Hugging Face token (HF_TOKEN or `huggingface-cli login`), terms accepted at {page}",
+    "kaggle": "a Kaggle login and the manual steps `microvlm datasets download --datasets {name}` prints",
+    "manual": "the manual steps `microvlm datasets download --datasets {name}` prints",
+}
 
 #: The views of a shapes folder, each read by one of the real builders.
 SHAPES_VIEWS = typing.get_args(ShapesView)
@@ -128,18 +148,24 @@ def _shapes(folder: Path) -> list[dict[str, Any]]:
     out = []
     for view in SHAPES_VIEWS:
         rows = [split_status("shapes", s, {"root": str(folder), "split": s, "view": view}) for s in splits]
-        out.append({"name": f"shapes/{view}", "folder": str(folder), "present": True, "splits": rows})
+        entry = {"name": f"shapes/{view}", "folder": str(folder), "present": True, "splits": rows}
+        out.append({**entry, "state": "complete", "missing": [], "needs": ""})
     out[0]["disk_bytes"] = disk_usage(folder)
     for entry in out[1:]:
         entry["disk_bytes"] = None  # the same folder, counted once
     return out
 
 
-def status(root: str | Path = "data") -> dict[str, Any]:
-    """What ``microvlm datasets status --json`` prints: every known dataset under ``root``."""
+def status(root: str | Path = "data", sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``microvlm datasets status --json`` prints: every known dataset under ``root``, and
+    every download source (``sources``: name -> source; default the package's catalogue)."""
     root = Path(root)
     if (root / layout.MANIFEST).is_file():
-        return {"root": str(root), "kind": "shapes", "datasets": _shapes(root)}
+        return {"root": str(root), "kind": "shapes", "datasets": _shapes(root), "sources": []}
+    if sources is None:
+        from microvlm_datasets.download.sources import load_catalogue
+
+        sources = load_catalogue()
     datasets = []
     for name, info in CATALOGUE.items():
         if info.report == "none":
@@ -150,6 +176,7 @@ def status(root: str | Path = "data") -> dict[str, Any]:
             [split_status(name, label, s) for label, s in rows(info, folder, root)] if folder.is_dir() else []
         )
         entry["disk_bytes"] = disk_usage(folder) if folder.is_dir() else 0
+        entry.update(dataset_state(name, entry["splits"], sources.values(), root))
         datasets.append(entry)
     if (root / "shapes" / layout.MANIFEST).is_file():
         datasets += _shapes(root / "shapes")
@@ -161,6 +188,114 @@ def status(root: str | Path = "data") -> dict[str, Any]:
                 "present": False,
                 "splits": [],
                 "disk_bytes": 0,
+                "state": "absent",
+                "missing": [],
+                "needs": "`microvlm datasets shapes --out ROOT/shapes` writes it",
             }
         )
-    return {"root": str(root), "kind": "data", "datasets": datasets}
+    report = [{"name": n, **source_state(s, root)} for n, s in sources.items()]
+    return {"root": str(root), "kind": "data", "datasets": datasets, "sources": report}
+
+
+# -- states -------------------------------------------------------------------------------
+
+
+def _feeding(name: str, sources: Any) -> list[Any]:
+    return [s for s in sources if name in getattr(s, "datasets", ())]
+
+
+def dataset_state(name: str, rows: list[dict[str, Any]], sources: Any, root: Path) -> dict[str, Any]:
+    """``state``, ``missing`` and ``needs`` of one dataset from its split rows and its sources."""
+    info = CATALOGUE[name]
+    feeding = _feeding(name, sources)
+    own = [s for s in feeding if s.folder == info.folder]
+    expected = {split for s in own for split in getattr(s, "splits", ())} or {r["split"] for r in rows}
+    by_split = {r["split"]: r for r in rows}
+    missing = []
+    for split in sorted(expected):
+        row = by_split.get(split)
+        if row is None or row["status"] != "present":
+            missing.append(f"{split}: {row['error'] if row and row['error'] else 'not found'}")
+        elif row["missing_images"]:
+            missing.append(f"{split}: {row['missing_images']:,} image files missing")
+    present = any(r["status"] == "present" for r in rows)
+    if present and not missing:
+        return {"state": "complete", "missing": [], "needs": ""}
+    state, needs = _blocked(feeding, root)
+    return {"state": "partial" if present else state, "missing": missing, "needs": needs}
+
+
+def source_state(source: Any, root: Path) -> dict[str, Any]:
+    """``state``, ``missing``, ``needs``, ``folder``, ``login`` and ``licence`` of one source.
+
+    A source that is only a :class:`~microvlm.contracts.data.DataSource` (no file list) is
+    complete when its folder holds anything."""
+    folder = root / source.folder
+    out = {"folder": str(folder), "login": source.login, "licence": source.licence}
+    if not hasattr(source, "files"):
+        there = folder.is_dir() and any(folder.iterdir())
+        state, needs = ("complete", "") if there else _blocked([source], root)
+        return {**out, "state": state, "missing": [] if there else [str(folder)], "needs": needs}
+    missing = _missing_parts(source, folder)
+    parts = len(source.files) + len(source.hub) + (source.web is not None)
+    if not missing:
+        return {**out, "state": "complete", "missing": [], "needs": ""}
+    state, needs = _blocked([source], root)
+    if len(missing) < parts and state != "needs tool":
+        state = "partial"
+    return {**out, "state": state, "missing": missing, "needs": needs}
+
+
+def _missing_parts(source: Any, folder: Path) -> list[str]:
+    """What of ``source``'s files, hub repositories and web images is not on disk."""
+    from microvlm_datasets.download.extract import is_extracted
+
+    missing = []
+    for file in source.files:
+        path = folder / file.path
+        into = folder / file.extract_to if file.extract_to else folder
+        if not path.is_file():
+            missing.append(file.path + (" (by hand)" if getattr(file, "manual", False) else ""))
+        elif file.extract and not is_extracted(path, into):
+            missing.append(f"{file.path} (not extracted)")
+    for hub in source.hub:
+        where = folder / hub.path if hub.path else folder
+        patterns = hub.patterns or ("*",)
+        if not any(next(where.glob(p), None) for p in patterns) if where.is_dir() else True:
+            missing.append(f"{hub.repo_id} (hub){' into ' + hub.path if hub.path else ''}")
+    web = source.web
+    if web is not None:
+        urls = web.urls
+        if hasattr(urls, "url") and not (folder / (web.list_path or urls.path)).is_file():
+            missing.append(f"{web.list_path or urls.path} (the URL list{', by hand' if urls.manual else ''})")
+        out = folder / web.output if web.output else folder
+        found = out.glob("*.tar") if web.output_format == "webdataset" else out.glob("*.*")
+        if not (out.is_dir() and next(found, None)):
+            missing.append(
+                f"web images ({'shards' if web.output_format == 'webdataset' else 'files'} in {out})"
+            )
+    return missing
+
+
+def _blocked(sources: list[Any], root: Path) -> tuple[str, str]:
+    """Why nothing is there: a login or manual step, a missing tool, or simply not downloaded."""
+    for source in sources:
+        login = getattr(source, "login", "")
+        if login in LOGIN_NEEDS:
+            page = next((h.page for h in getattr(source, "hub", ()) if h.gated), "")
+            web = getattr(source, "web", None)
+            if not page and web is not None and hasattr(web.urls, "page"):
+                page = web.urls.page
+            return "needs login", LOGIN_NEEDS[login].format(name=source.name, page=page or "its page")
+    for source in sources:
+        if getattr(source, "web", None) is not None:
+            from microvlm_datasets.download import web
+
+            tools = root / web.TOOLS
+            try:
+                found = web.find_img2dataset(tools)
+            except web.ToolMissingError as exc:
+                return "needs tool", str(exc)
+            if found is None:
+                return "needs tool", f"img2dataset: {web.install_command(tools)}"
+    return "absent", ""

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import attrs
 
-from microvlm.errors import MicroVLMError
+from microvlm.errors import FieldValueError, MicroVLMError
 
 Login = Literal["", "huggingface", "kaggle", "manual"]
 
@@ -44,23 +44,23 @@ def _relative(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """A ``/``-separated path inside the dataset's folder (``""`` = the folder itself)."""
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise ValueError(f"{attribute.name} must be a relative path inside the folder, got {value!r}")
+        raise FieldValueError(attribute.name, f"must be a relative path inside the folder, got {value!r}")
 
 
 def _digest(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None and not _HEX[attribute.name].fullmatch(value):
-        raise ValueError(f"{attribute.name} must be a lower-case hex digest, got {value!r}")
+        raise FieldValueError(attribute.name, f"must be a lower-case hex digest, got {value!r}")
 
 
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
+        raise FieldValueError(attribute.name, "must not be empty")
 
 
 def _known_groups(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     unknown = [g for g in value if g not in GROUPS]
     if unknown:
-        raise ValueError(f"unknown group {unknown[0]!r}; groups are {', '.join(GROUPS)}")
+        raise FieldValueError(attribute.name, f"unknown group {unknown[0]!r}; groups are {', '.join(GROUPS)}")
 
 
 @attrs.frozen
