@@ -39,12 +39,6 @@ class HubResult:
     files: tuple[str, ...]  # paths in the repo now present under ``path``
 
 
-def hub_page(hub: HubFiles) -> str:
-    """``https://huggingface.co/datasets/<repo_id>`` (no ``datasets/`` for a model repo)."""
-    prefix = "" if hub.repo_type == "model" else f"{hub.repo_type}s/"
-    return f"https://huggingface.co/{prefix}{hub.repo_id}"
-
-
 def fetch_hub(
     hub: HubFiles,
     folder: Path,
@@ -66,7 +60,7 @@ def fetch_hub(
 
     target = destination(folder, hub.path) if hub.path else folder
     target.mkdir(parents=True, exist_ok=True)
-    page = hub_page(hub)
+    page = hub.page  # https://huggingface.co/datasets/<repo_id>
     token = token or os.environ.get("HF_TOKEN") or None
     if progress is not None:
         progress(f"{hub.repo_id}: fetching from the hub")
@@ -123,4 +117,4 @@ def _access(hub: HubFiles, page: str, token: str | None, *, status: int | None) 
     return f"{hub.repo_id}: the hub answered {status}: accept the dataset's terms at {page} ({how})"
 
 
-__all__ = ["HubResult", "fetch_hub", "hub_page"]
+__all__ = ["HubResult", "fetch_hub"]
