@@ -56,8 +56,9 @@ class Package(str, Enum):  # StrEnum needs Python 3.11; this works on 3.10 as we
     @property
     def with_extras(self) -> str:
         """The path with the optional extras the cross-package sessions install (their tests
-        skip in the package's own session without them): pyarrow for RefCOCO's parquet files."""
-        return f"{self.path}[parquet]" if self is Package.DATASETS else self.path
+        skip in the package's own session without them): pyarrow for RefCOCO's parquet files,
+        img2dataset for the web-image downloads (tests/test_download_web_img2dataset.py)."""
+        return f"{self.path}[parquet,web]" if self is Package.DATASETS else self.path
 
 
 def _python_of(env: Path) -> Path:
