@@ -237,7 +237,7 @@ def source_state(source: Any, root: Path) -> dict[str, Any]:
         state, needs = ("complete", "") if there else _blocked([source], root)
         return {**out, "state": state, "missing": [] if there else [str(folder)], "needs": needs}
     missing = _missing_parts(source, folder)
-    parts = len(source.files) + len(source.hub) + (source.web is not None)
+    parts = len(source.files) + len(source.hub) + 2 * (source.web is not None)  # web: its list and images
     if not missing:
         return {**out, "state": "complete", "missing": [], "needs": ""}
     state, needs = _blocked([source], root)
@@ -259,15 +259,15 @@ def _missing_parts(source: Any, folder: Path) -> list[str]:
         elif file.extract and not is_extracted(path, into):
             missing.append(f"{file.path} (not extracted)")
     for hub in source.hub:
-        where = folder / hub.path if hub.path else folder
-        patterns = hub.patterns or ("*",)
-        if not any(next(where.glob(p), None) for p in patterns) if where.is_dir() else True:
+        if not _has_files(folder / hub.path, hub.patterns):
             missing.append(f"{hub.repo_id} (hub){' into ' + hub.path if hub.path else ''}")
     web = source.web
     if web is not None:
         urls = web.urls
         if hasattr(urls, "url") and not (folder / (web.list_path or urls.path)).is_file():
             missing.append(f"{web.list_path or urls.path} (the URL list{', by hand' if urls.manual else ''})")
+        elif hasattr(urls, "repo_id") and not _has_files(folder / urls.path, urls.patterns):
+            missing.append(f"{urls.repo_id} (hub: the URL list)")
         out = folder / web.output if web.output else folder
         found = out.glob("*.tar") if web.output_format == "webdataset" else out.glob("*.*")
         if not (out.is_dir() and next(found, None)):
@@ -275,6 +275,11 @@ def _missing_parts(source: Any, folder: Path) -> list[str]:
                 f"web images ({'shards' if web.output_format == 'webdataset' else 'files'} in {out})"
             )
     return missing
+
+
+def _has_files(where: Path, patterns: tuple[str, ...]) -> bool:
+    """Whether ``where`` holds a file matching one of ``patterns`` (any file when none)."""
+    return where.is_dir() and any(next(where.glob(p), None) for p in patterns or ("*",))
 
 
 def _blocked(sources: list[Any], root: Path) -> tuple[str, str]:
