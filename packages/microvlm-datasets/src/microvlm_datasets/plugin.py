@@ -10,6 +10,7 @@ each registered with a factory that returns its :class:`~microvlm_datasets.downl
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from microvlm import hookimpl
@@ -29,18 +30,21 @@ def register_datasets(register: Register) -> None:
 
 @hookimpl
 def register_sources(register: Register) -> None:
-    from microvlm_datasets.download.sources import SourceSettings, load_catalogue
+    from microvlm_datasets.download.sources import SourceSettings, catalogue_files, read_table
 
-    for source in load_catalogue().values():
-        register(source.name, _source_factory(source), SourceSettings, description=source.description)
+    for path in catalogue_files():  # read as TOML only: checking (cattrs) waits for the factory
+        description = read_table(path).get("description", "")
+        register(path.stem, _source_factory(path), SourceSettings, description=str(description))
 
 
-def _source_factory(source: Any) -> Callable[..., Any]:
+def _source_factory(path: Path) -> Callable[..., Any]:
     def factory(config: Any = None, **_: Any) -> Any:
-        return source
+        from microvlm_datasets.download.sources import load_file
 
-    factory.__name__ = f"source_{source.name}"
-    factory.__doc__ = f"The '{source.name}' download source (download/catalogue/{source.name}.toml)."
+        return load_file(path)
+
+    factory.__name__ = f"source_{path.stem}"
+    factory.__doc__ = f"The '{path.stem}' download source (download/catalogue/{path.name})."
     return factory
 
 

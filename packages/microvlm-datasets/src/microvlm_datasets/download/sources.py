@@ -206,17 +206,26 @@ def _sizes(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_file(path: Path) -> DatasetSource:
-    """Read one catalogue file; its ``name`` must be the file's stem."""
+def catalogue_files(folder: Path | None = None) -> list[Path]:
+    """The catalogue's TOML files, one source each, in name order."""
+    return sorted((folder or CATALOGUE_DIR).glob("*.toml"))
+
+
+def read_table(path: Path) -> dict[str, Any]:
+    """One catalogue file as TOML, not yet checked (only tomllib: ``microvlm --help`` stays fast)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - core depends on tomli there
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CatalogueError(f"{path}: {exc}") from None
-    source = parse_source(data, str(path))
+
+
+def load_file(path: Path) -> DatasetSource:
+    """Read and check one catalogue file; its ``name`` must be the file's stem."""
+    source = parse_source(read_table(path), str(path))
     if source.name != path.stem:
         raise CatalogueError(f"{path}: name: {source.name!r} must be the file's name, {path.stem!r}")
     return source
@@ -224,8 +233,7 @@ def load_file(path: Path) -> DatasetSource:
 
 def load_catalogue(folder: Path | None = None) -> dict[str, DatasetSource]:
     """Every ``*.toml`` of ``folder`` (default: this package's catalogue), by name, in file order."""
-    files = sorted((folder or CATALOGUE_DIR).glob("*.toml"))
-    sources = {s.name: s for s in map(load_file, files)}
+    sources = {s.name: s for s in map(load_file, catalogue_files(folder))}
     for source in sources.values():
         unknown = [n for n in source.needs if n not in sources]
         if unknown:
@@ -270,7 +278,10 @@ def select_sources(
         chosen |= found
     todo = list(chosen)
     while todo:  # what they need, transitively
-        for need in sources[todo.pop()].needs:
+        name = todo.pop()
+        for need in getattr(sources[name], "needs", ()):
+            if need not in sources:
+                raise CatalogueError(f"source {name!r} needs {need!r}, which no plugin registers")
             if need not in chosen:
                 chosen.add(need)
                 todo.append(need)
@@ -307,9 +318,11 @@ __all__ = [
     "RemoteFile",
     "SourceSettings",
     "WebImages",
+    "catalogue_files",
     "load_catalogue",
     "load_file",
     "parse_source",
+    "read_table",
     "resolve_name",
     "select_sources",
 ]
