@@ -130,7 +130,10 @@ def test_a_failed_source_is_summarised_and_the_exit_code_says_so(
 def test_manual_steps_are_printed_before_downloading(calls: list[dict[str, Any]], tmp_path: Path) -> None:
     result = _run("flickr30k", "--root", str(tmp_path))
     assert result.exit_code == 0
-    assert "kaggle datasets download -d hsankesara/flickr-image-dataset" in result.output
+    assert (
+        f"kaggle datasets download -d hsankesara/flickr-image-dataset -p {tmp_path}/flickr30k"
+        in result.output
+    )
     assert calls[0]["names"] == ["flickr30k"]  # Karpathy's split file is still fetched
 
 

@@ -174,8 +174,10 @@ def download_command(
     except CatalogueError as exc:
         raise click.UsageError(str(exc)) from None
     for source in chosen:
-        if getattr(source, "manual_steps", ""):
-            click.echo(f"{source.name} needs steps by hand ({source.login} login):{source.manual_steps}\n")
+        steps = getattr(source, "manual_steps", "").strip()
+        if steps:  # ROOT in the steps is the --root given
+            why = _LOGINS.get(source.login, "steps by hand")
+            click.echo(f"{source.name} ({why}), by hand first:\n{steps.replace('ROOT', str(root))}\n")
     click.echo(f"downloading {', '.join(s.name for s in chosen)} into {root}")
     try:
         summaries = _download(chosen, root, jobs, mirrors, retry_failed, _wandb_project(wandb))
@@ -232,7 +234,7 @@ def _print_summary(summaries: list[Any]) -> bool:
         )
         notes += [f"{s.name}: {e}" for e in s.errors]
         if s.status == "manual":
-            notes.append(f"{s.name}: by hand:{s.manual_steps}")
+            notes.append(f"{s.name}: by hand:\n{s.manual_steps.strip()}")
     console = Console()
     console.print(table)
     for note in notes:
