@@ -1,5 +1,6 @@
 """The real img2dataset against images on 127.0.0.1 (some URLs dead): shards the cc3m builder reads,
-success rates from its stats files, a cut run resumed, failed rows retried, OCR-VQA's named files.
+success rates from its stats files, a cut run resumed, failed rows retried, OCR-VQA's named files,
+and the download engine running it with its rates logged.
 
 img2dataset is microvlm-datasets' ``[web]`` extra (the integration session installs it) or its own
 environment (``MICROVLM_IMG2DATASET`` names its script); without either these tests skip. The
@@ -19,7 +20,9 @@ import pytest
 from PIL import Image
 
 from microvlm_datasets.catalogue import CATALOGUE
-from microvlm_datasets.download.sources import RemoteFile, WebImages
+from microvlm_datasets.download.engine import download
+from microvlm_datasets.download.sources import DatasetSource, RemoteFile, WebImages
+from microvlm_datasets.download.wandb_log import ProgressLog
 from microvlm_datasets.download.web import fetch_web, find_img2dataset, read_stats
 from microvlm_datasets.status import status
 
@@ -208,3 +211,36 @@ def test_ocrvqa_covers_land_as_the_builder_names_them(tmp_path: Path) -> None:
     assert len(builder) == 4  # the dead cover's question is there; its image is not
     missing = [builder[i] for i in range(len(builder)) if not Path(builder[i].image.path).is_file()]
     assert [s.image.path for s in missing] == [str(folder / "images" / "dead.jpg")]
+
+
+class Recorder(ProgressLog):
+    """A progress log that keeps its points instead of sending them to W&B."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval_s=0.0)
+        self.points: list[dict] = []
+
+    def _emit(self, metrics: dict) -> None:
+        self.points.append(metrics)
+
+
+def test_the_download_command_runs_it_and_logs_the_success_rate(tmp_path: Path) -> None:
+    served, root = tmp_path / "served", tmp_path / "data"
+    recorder = Recorder()
+    with servers.file_server(served) as server:
+        cc3m_like(served, server.base, good=3, dead=1)
+        cc3m = DatasetSource(
+            name="cc3m",
+            datasets=("cc3m",),
+            folder="cc3m",
+            description="test",
+            licence="test",
+            web=cc3m_source(),
+        )
+        (summary,) = download([cc3m], root, mirrors={HOST: server.base}, progress=False, log_to=recorder)
+
+    assert summary.status == "complete" and summary.web.success_rate == pytest.approx(0.75)
+    rates = [p["cc3m/success_rate"] for p in recorder.points if "cc3m/success_rate" in p]
+    assert rates[-1] == pytest.approx(0.75)
+    assert recorder.rows == [["cc3m", "complete", 1, summary.bytes, pytest.approx(0.75), ""]]
+    assert len(CATALOGUE["cc3m"].factory()(CATALOGUE["cc3m"].config_cls(root=str(root / "cc3m")))) == 3

@@ -22,6 +22,7 @@ from microvlm_datasets.download.sources import RemoteFile, WebImages
 servers = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("servers.py"))))
 CITE = "https://example.org/the-list's-page"
 HOST = "http://lists.example.invalid"
+PYTHON = sys.executable  # this interpreter (no_tool moves sys.executable away)
 
 
 @pytest.fixture
@@ -79,6 +80,37 @@ def test_a_failed_install_says_why_and_gives_the_command(no_tool: Path, tmp_path
         web.install_img2dataset(no_tool, python=str(broken))
     assert "exited 3" in str(raised.value) and "no venv module here" in str(raised.value)
     assert web.install_command(no_tool) in str(raised.value)
+
+
+#: A stand-in for a base Python: ``-m venv ENV`` makes ENV/bin/python (itself), ``-m pip install
+#: REQ`` records REQ and puts the script $STAND_IN_SCRIPT in as img2dataset.
+FAKE_PYTHON = """#!/bin/sh
+if [ "$2" = venv ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && exit 0; fi
+if [ "$2" = pip ]; then d=$(dirname "$0"); echo "$4" > "$d/installed.txt"; cp "$STAND_IN_SCRIPT" "$d/img2dataset"; exit 0; fi
+exit 1
+"""
+
+
+def test_install_creates_the_tool_env_and_fetch_web_uses_it_on_first_use(
+    no_tool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "python3"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    (tmp_path / "stand-in").write_text(f"#!{PYTHON}\n{STAND_IN}")
+    monkeypatch.setenv("STAND_IN_SCRIPT", str(tmp_path / "stand-in"))
+    script = web.install_img2dataset(no_tool, python=str(fake))
+    assert script == no_tool / "img2dataset" / "bin" / "img2dataset" == web.find_img2dataset(no_tool)
+    assert (script.parent / "installed.txt").read_text().strip() == web.REQUIREMENT
+    assert web.install_img2dataset(no_tool, python="/nonexistent") == script  # there: not installed again
+
+    installs: list[Path] = []
+    monkeypatch.setattr(web, "install_img2dataset", lambda tools: installs.append(tools) or script)
+    folder = tmp_path / "other" / "cc3m"
+    folder.mkdir(parents=True)
+    (folder / "list.tsv").write_text("a dog\thttp://x/1.jpg\n", encoding="utf-8")
+    result = web.fetch_web(source(header=("caption", "url")), folder, install_tool=True, poll_s=0.05)
+    assert installs == [tmp_path / "other" / ".tools"] and result.successes == 1
 
 
 def write_stats(out: Path, shard: int, count: int, successes: int, resize: int = 0, **reasons: int) -> None:
@@ -169,7 +201,7 @@ open(out + "/00000_stats.json", "w").write(json.dumps(stats))
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script = tmp_path / "bin" / "img2dataset"
     script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\n{STAND_IN}")
+    script.write_text(f"#!{PYTHON}\n{STAND_IN}")
     monkeypatch.setenv(web.ENV_VAR, str(script))
     return script
 

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from microvlm.errors import MicroVLMError
+from microvlm_datasets.download.http import DownloadError
 
 if TYPE_CHECKING:
     from microvlm_datasets.download.sources import WebImages
@@ -79,7 +79,7 @@ RESIZE_MODE = "keep_ratio"  # short side = image_size, aspect kept (the processo
 OnStats = Callable[["WebResult"], None]
 
 
-class ToolMissingError(MicroVLMError):
+class ToolMissingError(DownloadError):
     """img2dataset is not installed where it is looked for; the message gives the install command."""
 
 
@@ -164,7 +164,10 @@ def install_img2dataset(tools: Path, *, python: str | None = None) -> Path:
         [str(_scripts(env) / "python"), "-m", "pip", "install", REQUIREMENT],
     )
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            done = subprocess.CompletedProcess(step, 127, "", str(exc))
         if done.returncode != 0:
             raise ToolMissingError(
                 f"could not install img2dataset into {env} ({' '.join(step)} exited {done.returncode}: "
@@ -174,13 +177,15 @@ def install_img2dataset(tools: Path, *, python: str | None = None) -> Path:
 
 
 def _python_beside(script: Path) -> Path:
-    """The interpreter that runs ``script``: its ``#!`` line, else the ``python`` beside it."""
+    """The Python that runs ``script``: its ``#!`` interpreter when that is a Python, else the
+    ``python`` beside it (pip writes ``#!/bin/sh`` + ``exec`` for long paths; a venv has one)."""
     try:
         first = script.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
     except OSError:
         first = ""
-    if first.startswith("#!") and " " not in first[2:].strip() and Path(first[2:].strip()).is_file():
-        return Path(first[2:].strip())
+    interpreter = Path(first[2:].strip()) if first.startswith("#!") else Path()
+    if interpreter.name.startswith("python") and interpreter.is_file():
+        return interpreter
     return script.parent / "python"
 
 
@@ -261,7 +266,7 @@ def fetch_list(web: WebImages, folder: Path, *, mirrors: Mapping[str, str] | Non
     if target.exists():
         return target
     if getattr(urls, "manual", False):
-        raise MicroVLMError(f"{target} is placed by hand (see {urls.cite}); it is not there yet")
+        raise DownloadError(f"{target} is placed by hand (see {urls.cite}); it is not there yet")
     from microvlm_datasets.download.http import fetch_file
 
     fetch_file(urls, folder, mirrors=mirrors or {})
@@ -360,7 +365,7 @@ def _run(command: list[str], folder: Path, out: Path, on_stats: OnStats | None, 
             raise
     if proc.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        raise MicroVLMError(
+        raise DownloadError(
             f"img2dataset exited {proc.returncode} writing {out} (log: {log_path}):\n" + "\n".join(tail)
         )
 
@@ -399,7 +404,7 @@ def _retry(
         check=False,
     )
     if done.returncode != 0:
-        raise MicroVLMError(f"could not list the failed rows of {out}: {done.stderr.strip()[-800:]}")
+        raise DownloadError(f"could not list the failed rows of {out}: {done.stderr.strip()[-800:]}")
     count = int(done.stdout.strip().splitlines()[-1])
     if count == 0:
         dest.unlink(missing_ok=True)
@@ -430,7 +435,7 @@ def fetch_web(
     web: WebImages,
     folder: Path,
     *,
-    processes: int = 1,
+    processes: int = 0,
     retry_failed: bool = False,
     mirrors: Mapping[str, str] | None = None,
     threads: int = 64,
@@ -439,37 +444,44 @@ def fetch_web(
     tools: Path | None = None,
     on_stats: OnStats | None = None,
     poll_s: float = 2.0,
+    install_tool: bool = False,
 ) -> WebResult:
     """Fetch ``web``'s URL list into ``folder`` and its images with img2dataset (see the module doc).
 
     :param folder: the dataset's folder under the data root (``data/cc3m``).
-    :param processes: img2dataset's ``processes_count``; ``threads`` its ``thread_count`` each.
+    :param processes: img2dataset's ``processes_count`` (0 = one per CPU); ``threads`` its
+        ``thread_count`` in each.
     :param retry_failed: afterwards, try the rows that failed to download once more.
     :param mirrors: URL prefix -> replacement, applied to the list's URL.
     :param samples_per_shard: rows per shard; keep it between runs (resume matches shards by number).
     :param timeout: seconds img2dataset waits for one image.
     :param tools: where the tool environment is (default ``{folder}/../.tools``).
     :param on_stats: called with the totals every ``poll_s`` seconds while img2dataset runs.
+    :param install_tool: create the tool environment when img2dataset is not found
+        (:func:`install_img2dataset`) instead of raising.
     :returns: the totals of every stats file in the output, with what this call resumed and retried.
     :raises ToolMissingError: img2dataset is not installed (the message has the command).
     """
     folder = Path(folder)
-    script = require_img2dataset(Path(tools) if tools else folder.parent / TOOLS)
+    tools = Path(tools) if tools else folder.parent / TOOLS
+    script = find_img2dataset(tools)
+    if script is None:
+        script = install_img2dataset(tools) if install_tool else require_img2dataset(tools)
     source = fetch_list(web, folder, mirrors=mirrors)
     out = folder / web.output if web.output else folder
     if source.resolve() == out.resolve():
-        raise MicroVLMError(
+        raise DownloadError(
             f"{web.urls.cite}: the URL list's folder {source} cannot also be the output folder"
         )
     if source.parent.resolve() == out.resolve() and source.suffix == ".json":
-        raise MicroVLMError(  # img2dataset takes every *.json beside its shards for a stats file
+        raise DownloadError(  # img2dataset takes every *.json beside its shards for a stats file
             f"{source}: a JSON URL list cannot sit in the output folder {out}; "
             "give the source an output sub-folder"
         )
     lst = prepare_list(web, source, folder / STATE)
     out.mkdir(parents=True, exist_ok=True)
     opts = {
-        "processes": processes,
+        "processes": processes or os.cpu_count() or 1,
         "threads": threads,
         "samples_per_shard": samples_per_shard,
         "timeout": timeout,
