@@ -198,3 +198,22 @@ def test_a_third_party_source_is_in_help_and_status(tmp_path: Path) -> None:
     assert {s["name"]: s for s in json.loads(status.output)["sources"]}["tiny_pets"]["state"] == "complete"
     without = _run("--help").output
     assert "tiny_pets" not in without
+
+
+class Broken:
+    @microvlm.hookimpl
+    def register_sources(self, register: Any) -> None:
+        from microvlm_datasets.download.sources import SourceSettings
+
+        def fail(config: Any, **_: Any) -> Any:
+            raise ValueError("bad catalogue file")
+
+        register("broken_source", fail, SourceSettings, description="fails")
+
+
+def test_a_source_that_fails_to_build_is_left_out_with_a_warning() -> None:
+    plugins = microvlm.load_plugins(extra=[("broken_src", Broken())])
+    result = CliRunner().invoke(build_cli(plugins), ["datasets", "download", "--help"])
+    assert result.exit_code == 0
+    assert "coco2017" in result.output and "broken_source" in result.output  # in the warning only
+    assert "source 'broken_source' of broken_src (<local>) left out: bad catalogue file" in result.output

@@ -35,12 +35,20 @@ Examples:
 
 
 def plugin_sources(ctx: click.Context | None = None) -> dict[str, Any]:
-    """name -> source of every registered ``source`` component (the CLI's plugins, else loaded)."""
+    """name -> source of every registered ``source`` component (the CLI's plugins, else loaded);
+    one that fails to build is left out with a warning naming it and its plugin."""
     from microvlm.plugins.manager import Plugins, load_plugins
 
     root = ctx.find_root() if ctx is not None else None
     plugins = root.obj if root is not None and isinstance(root.obj, Plugins) else load_plugins()
-    return {c.name: c.build() for c in plugins.components("source")}
+    sources = {}
+    for component in plugins.components("source"):
+        try:
+            sources[component.name] = component.build()
+        except Exception as exc:  # one broken source (a bad catalogue file) must not hide the others
+            where = f"{component.plugin} ({component.distribution})"
+            click.echo(f"warning: source {component.name!r} of {where} left out: {exc}", err=True)
+    return sources
 
 
 def _size(n: int | None) -> str:
