@@ -31,6 +31,7 @@ __all__ = [
     "check_logger",
     "check_qat",
     "check_quantizer",
+    "check_source",
     "check_task",
     "make_tiny_llm",
     "make_tiny_tokenizer",

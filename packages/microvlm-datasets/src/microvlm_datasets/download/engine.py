@@ -233,7 +233,18 @@ class _Run:
     retry_failed: bool
 
     def file(self, file: RemoteFile, folder: Path, tally: _Tally) -> None:
-        """Fetch one file, then extract it when the catalogue says it is an archive."""
+        """Fetch one file, then extract it when the catalogue says it is an archive. A file the
+        catalogue marks ``manual`` is placed by hand: only checked for, never fetched (its ``url``
+        is the page to get it from, and fetching it would save that page under its name)."""
+        if file.manual:
+            if not (folder / file.path).exists():
+                where = folder / file.path
+                raise DownloadError(
+                    f"{where}: placed by hand, not downloaded; get it from {file.url} (see {file.cite})"
+                )
+            with self.lock:
+                tally.present += 1
+            return
         bar = self.bars.file(file.path, file.size) if self.bars is not None else nullcontext()
         with bar as on_bar:
             result = fetch_file(
