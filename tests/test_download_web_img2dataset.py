@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import runpy
+import tarfile
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -244,3 +245,37 @@ def test_the_download_command_runs_it_and_logs_the_success_rate(tmp_path: Path) 
     assert rates[-1] == pytest.approx(0.75)
     assert recorder.rows == [["cc3m", "complete", 1, summary.bytes, pytest.approx(0.75), ""]]
     assert len(CATALOGUE["cc3m"].factory()(CATALOGUE["cc3m"].config_cls(root=str(root / "cc3m")))) == 3
+
+
+def test_sbu_list_inside_an_archive_with_columns_of_values(tmp_path: Path) -> None:
+    served, folder = tmp_path / "served", tmp_path / "data" / "sbu"
+    with servers.file_server(served) as server:
+        urls = [f"{server.base}/{p}" for p in serve_images(served, 3)] + [f"{server.base}/img/gone.jpg"]
+        listing = json.dumps({"image_urls": urls, "captions": [f"photo {i}" for i in range(len(urls))]})
+        with tarfile.open(served / "sbu-captions-all.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("sbu-captions-all.json")
+            info.size = len(listing.encode())
+            tar.addfile(info, io.BytesIO(listing.encode()))
+        archive = RemoteFile(
+            url=f"{HOST}/sbu-captions-all.tar.gz",
+            path="metadata/sbu-captions-all.tar.gz",
+            size=None,
+            cite=CITE,
+            extract=True,
+            extract_to="metadata",
+        )
+        sbu = WebImages(
+            urls=archive,
+            url_col="image_urls",
+            caption_col="captions",
+            input_format="json",
+            cite=CITE,
+            image_size=32,
+            list_path="metadata/sbu-captions-all.json",
+        )
+        result = run(sbu, folder, server)
+
+    assert (result.rows, result.successes, result.failed_to_download) == (4, 3, 1)
+    info = CATALOGUE["sbu"]
+    builder = info.factory()(info.config_cls(root=str(folder), index_workers=1))
+    assert sorted(builder[i].captions[0] for i in range(len(builder))) == ["photo 0", "photo 1", "photo 2"]

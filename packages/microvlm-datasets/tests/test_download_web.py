@@ -166,12 +166,19 @@ def test_a_list_without_a_header_and_a_json_object_are_rewritten_as_json_lines(t
     book.write_text(json.dumps({"0001": {"imageURL": "http://x/c.gif", "title": "T", "split": 1}}))
     covers = source(url_col="imageURL", caption_col="title", input_format="json", output_format="files")
     lst = web.prepare_list(covers, book, tmp_path / "state")
-    assert lst.extra == (web.KEY_COLUMN,)
+    assert lst.extra == (web.KEY_COLUMN,) and lst.path == tmp_path / "state" / "dataset.jsonl"
     assert json.loads(lst.path.read_text()) == {
         "imageURL": "http://x/c.gif",
         "title": "T",
         "source_key": "0001",
     }
+    lst.path.write_text("kept\n")  # newer than the list: a resumed run reads the same file
+    assert web.prepare_list(covers, book, tmp_path / "state").path.read_text() == "kept\n"
+
+    sbu = tmp_path / "sbu-captions-all.json"  # columns -> values: read by pandas as it is
+    sbu.write_text(json.dumps({"image_urls": ["http://x/1.jpg"], "captions": ["a dog"]}))
+    sbu_source = source(url_col="image_urls", caption_col="captions", input_format="json")
+    assert web.prepare_list(sbu_source, sbu, tmp_path / "state").path == sbu
 
 
 #: Writes one shard as img2dataset does (tar of key.jpg/.txt/.json + NNNNN_stats.json) from a

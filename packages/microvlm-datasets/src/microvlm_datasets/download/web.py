@@ -287,13 +287,15 @@ def prepare_list(web: WebImages, source: Path, state: Path) -> _List:
     extra = (web.key_col,) if web.output_format == "files" and web.key_col else ()
     fmt = web.input_format
     if fmt in ("tsv", "csv") and web.header:
-        return _rewrite(web, state, _headerless_rows(source, fmt, web.header), extra)
+        return _rewrite(web, source, state, lambda: _headerless_rows(source, fmt, web.header), extra)
     if fmt == "json" and source.is_file():
         with source.open(encoding="utf-8") as f:
             data = json.load(f)
-        if isinstance(data, dict):  # key -> record: the key becomes a column
-            rows = ({**rec, KEY_COLUMN: key} for key, rec in data.items() if isinstance(rec, dict))
-            return _rewrite(web, state, rows, extra or (KEY_COLUMN,))
+        # key -> record (OCR-VQA): the key becomes a column. Column -> values (SBU's
+        # {"image_urls": [...], "captions": [...]}) and record lists are what pandas reads as they are.
+        if isinstance(data, dict) and data and all(isinstance(rec, dict) for rec in data.values()):
+            rows = lambda: ({**rec, KEY_COLUMN: key} for key, rec in data.items())  # noqa: E731
+            return _rewrite(web, source, state, rows, extra or (KEY_COLUMN,))
     return _List(source, fmt, web.url_col, web.caption_col, extra)
 
 
@@ -303,15 +305,20 @@ def _headerless_rows(source: Path, fmt: str, header: tuple[str, ...]) -> Any:
             yield dict(zip(header, row, strict=False))  # a short row leaves columns out
 
 
-def _rewrite(web: WebImages, state: Path, rows: Any, extra: tuple[str, ...]) -> _List:
-    state.mkdir(parents=True, exist_ok=True)
-    dest = state / "list.jsonl"
-    keep = (web.url_col, web.caption_col, *extra)
-    part = dest.with_name(dest.name + ".part")
-    with part.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({k: _text(row.get(k)) for k in keep if k}, ensure_ascii=False) + "\n")
-    os.replace(part, dest)
+def _rewrite(
+    web: WebImages, source: Path, state: Path, rows: Callable[[], Any], extra: tuple[str, ...]
+) -> _List:
+    """``rows()`` as JSON lines in ``state/{source's stem}.jsonl``, kept while it is newer than
+    ``source`` (a resumed run reads the same rows in the same order, so the shards line up)."""
+    dest = state / f"{source.stem}.jsonl"
+    if not dest.is_file() or dest.stat().st_mtime < source.stat().st_mtime:
+        state.mkdir(parents=True, exist_ok=True)
+        keep = (web.url_col, web.caption_col, *extra)
+        part = dest.with_name(dest.name + ".part")
+        with part.open("w", encoding="utf-8") as f:
+            for row in rows():
+                f.write(json.dumps({k: _text(row.get(k)) for k in keep if k}, ensure_ascii=False) + "\n")
+        os.replace(part, dest)
     return _List(dest, "jsonl", web.url_col, web.caption_col, extra)
 
 
