@@ -47,6 +47,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -288,15 +289,29 @@ def prepare_list(web: WebImages, source: Path, state: Path) -> _List:
     fmt = web.input_format
     if fmt in ("tsv", "csv") and web.header:
         return _rewrite(web, source, state, lambda: _headerless_rows(source, fmt, web.header), extra)
-    if fmt == "json" and source.is_file():
-        with source.open(encoding="utf-8") as f:
-            data = json.load(f)
-        # key -> record (OCR-VQA): the key becomes a column. Column -> values (SBU's
-        # {"image_urls": [...], "captions": [...]}) and record lists are what pandas reads as they are.
-        if isinstance(data, dict) and data and all(isinstance(rec, dict) for rec in data.values()):
-            rows = lambda: ({**rec, KEY_COLUMN: key} for key, rec in data.items())  # noqa: E731
-            return _rewrite(web, source, state, rows, extra or (KEY_COLUMN,))
+    # key -> record (OCR-VQA): the key becomes a column. Column -> values (SBU's
+    # {"image_urls": [...], "captions": [...]}) and record lists are what pandas reads as they are.
+    if fmt == "json" and source.is_file() and _keyed_records(source):
+        return _rewrite(web, source, state, lambda: _keyed_rows(source), extra or (KEY_COLUMN,))
     return _List(source, fmt, web.url_col, web.caption_col, extra)
+
+
+#: The start of a JSON object whose first value is an object: ``{"0001": {...``
+_KEYED = re.compile(rb'\s*\{\s*"(?:[^"\\]|\\.)*"\s*:\s*\{')
+
+
+def _keyed_records(source: Path) -> bool:
+    """Whether a JSON list is an object of records (read from its first bytes, not parsed whole)."""
+    with source.open("rb") as f:
+        return _KEYED.match(f.read(4096).removeprefix(b"\xef\xbb\xbf")) is not None
+
+
+def _keyed_rows(source: Path) -> Any:
+    with source.open(encoding="utf-8") as f:
+        data = json.load(f)
+    for key, record in data.items():
+        if isinstance(record, dict):
+            yield {**record, KEY_COLUMN: key}
 
 
 def _headerless_rows(source: Path, fmt: str, header: tuple[str, ...]) -> Any:
