@@ -266,3 +266,9 @@ def test_a_json_list_beside_the_shards_is_refused(stand_in: Path, tmp_path: Path
     with pytest.raises(MicroVLMError, match="cannot sit in the output folder"):
         web.fetch_web(source(urls=urls, input_format="json"), folder)
     assert not (folder / "argv.txt").exists()
+
+
+def test_the_web_extra_installs_what_the_tool_env_installs() -> None:
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["optional-dependencies"]["web"] == [web.REQUIREMENT]

@@ -65,9 +65,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: What the tool environment installs (1.45 is the first release with ``incremental_mode=extend``
-#: and ``disallowed_header_directives``; 1.47.0 is the one measured above).
-REQUIREMENT = "img2dataset>=1.45,<2"
+#: What the tool environment installs: from the release measured and tested (1.47.0, whose
+#: ``download()`` takes the ``incremental_mode`` values ``incremental`` and ``extend`` used here).
+REQUIREMENT = "img2dataset>=1.47,<2"
 ENV_VAR = "MICROVLM_IMG2DATASET"  # path of an img2dataset script to use instead of the tool env
 TOOLS = ".tools"  # under the data root: tool environments
 TOOL_ENV = "img2dataset"  # under TOOLS
@@ -371,6 +371,9 @@ def _command(
 
 
 def _run(command: list[str], folder: Path, out: Path, on_stats: OnStats | None, poll_s: float) -> None:
+    """Run img2dataset, its output appended to ``.img2dataset/img2dataset.log``, reporting the totals
+    every ``poll_s``. It stays in this process group: a Ctrl-C reaches it too, and its own handler
+    stops it (the shards done so far keep their stats files; the next run resumes after them)."""
     state = folder / STATE
     state.mkdir(parents=True, exist_ok=True)
     log_path = state / "img2dataset.log"
