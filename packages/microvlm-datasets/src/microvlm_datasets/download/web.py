@@ -29,11 +29,11 @@ nothing either way: no conflict today. Chosen all the same: **a venv of its own,
 ``{root}/.tools/img2dataset``, called as a subprocess** — the training environment stays free
 of 760 MB, of a forced wandb and of pins that would hold back webdataset 1.x and pandas 3 the day
 they matter, and img2dataset's process pool and SIGINT handler stay in their own process.
-:func:`install_img2dataset` creates it (the CLI does on first use); without it the error gives
-the one-line command (:func:`install_command`). The extra ``microvlm-datasets[web]`` exists for
-one-environment setups and for the nox sessions that run the real img2dataset tests: the same
-subprocess then runs the ``img2dataset`` script beside the interpreter. ``MICROVLM_IMG2DATASET``
-names any other ``img2dataset`` script.
+:func:`install_img2dataset` creates it (``fetch_web(install_tool=True)`` on first use); without
+it, and without that flag, the error gives the one-line command (:func:`install_command`). The
+extra ``microvlm-datasets[web]`` exists for one-environment setups and for the nox sessions that
+run the real img2dataset tests: the same subprocess then runs the ``img2dataset`` script beside
+the interpreter. ``MICROVLM_IMG2DATASET`` names any other ``img2dataset`` script.
 
 Lists are used as they come (parquet, tsv/csv with a header, JSON record lists); a list without
 a header row (CC3M's ``caption<TAB>url``) or a JSON object of records (OCR-VQA's ``dataset.json``,
