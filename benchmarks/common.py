@@ -107,8 +107,9 @@ def llm_dir(sizes: Sizes) -> str:
     return str(directory)
 
 
-def build_ours(sizes: Sizes, device: str) -> torch.nn.Module:
-    """MicroVLM (encoder frozen, LLM frozen, Q-Former + projection trainable)."""
+def build_ours(sizes: Sizes, device: str, tokenizer: str = "") -> torch.nn.Module:
+    """MicroVLM (encoder frozen, LLM frozen, Q-Former + projection trainable); ``tokenizer``: a
+    local tokenizer folder, for benchmarks that need one offline (the hub's is not here)."""
     import microvlm
     from microvlm.models.vlm import MicroVLM
     from microvlm.recipes.load import build_model_config
@@ -136,6 +137,7 @@ def build_ours(sizes: Sizes, device: str) -> torch.nn.Module:
             "model": llm_dir(sizes),
             "init": "random",
             "dtype": "bfloat16" if device == "cuda" else "float32",
+            **({"tokenizer": tokenizer} if tokenizer else {}),
         },
     }
     model = MicroVLM.from_config(build_model_config(section, plugins), plugins)

@@ -197,7 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     models = []
     if args.size != "none":
         torch.manual_seed(0)
-        models.append((args.size, common.build_ours(common.SIZES[args.size], "cpu").eval()))
+        from microvlm.testing.fixtures import tiny_tokenizer_path
+
+        # Qwen's tokenizer is on the hub, not here: exports carry a locally trained one (the ids
+        # generated from are random either way, and the vocabulary rows are Qwen's).
+        model = common.build_ours(common.SIZES[args.size], "cpu", tokenizer=str(tiny_tokenizer_path()))
+        models.append((args.size, model.eval()))
     if args.demo:
         from microvlm.models.vlm import MicroVLM
 
