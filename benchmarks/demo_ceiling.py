@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
     args = p.parse_args(argv)
 
-    from microvlm.eval.final_eval import by_question_type
     from microvlm.train.schedule import make_scheduler, param_groups
+    from microvlm_tasks.vqa import by_question_type
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -339,10 +339,10 @@ class BrokenToysConfig(ToyDatasetConfig):
 class BrokenToys(ToyDataset):
     """The toy squares, with the images of ``config.bad`` replaced by bytes that are no image."""
 
-    def __iter__(self) -> Any:
-        for sample in super().__iter__():
-            broken = int(sample.id) in self.config.bad
-            yield attrs.evolve(sample, image=ImageRef(data=b"<html>gone</html>")) if broken else sample
+    def __getitem__(self, index: int) -> Any:  # the toy set is indexed (and iterates through this)
+        sample = super().__getitem__(index)
+        broken = int(sample.id) in self.config.bad
+        return attrs.evolve(sample, image=ImageRef(data=b"<html>gone</html>")) if broken else sample
 
 
 class BrokenToysPlugin:

@@ -268,6 +268,9 @@ class Caption:
     def example(self, sample: Any, rng: Any, tokenizer: Any = None) -> Example:
         return Example((Segment(rng.choice(sample.captions), target=True),))
 
+    def training_samples(self, samples: Any) -> Any:  # the Task contract: train on them as built
+        return samples
+
 
 class Plugins:
     """The real dataset plugins, a stand-in task (this package does not depend on the tasks)."""
