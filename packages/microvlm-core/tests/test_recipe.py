@@ -501,6 +501,7 @@ def test_a_field_naming_a_component_must_name_a_registered_one(tmp_path):
         '[[data]]\ndataset = "toy_dataset"\ntask = "toy_task"\n'
     )
     load_recipe(recipe, plugins)  # the default quantizer is not in use: no quantizer needed
+    load_recipe(recipe, plugins, ['model.llm.quantizer="nf4"'])  # nor when spelled out (model.toml does)
     for override in ('model.llm.quantizer="int8"', 'model.llm.adapter="qlora"'):
         with pytest.raises(RecipeError, match=r"model\.llm\.quantizer: unknown quantizer"):
             load_recipe(recipe, plugins, [override])

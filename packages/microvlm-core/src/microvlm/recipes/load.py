@@ -197,10 +197,14 @@ def _check_component_names(
     """Fields marked :func:`~microvlm.recipes.validators.component_name` must name a registered component."""
     for field in attrs.fields(type(config)):
         kind, used_when = field.metadata.get(COMPONENT_NAME, (None, None))
-        if kind is None or (field.name not in settings and not (used_when and used_when(config))):
+        if kind is None:
+            continue
+        value = getattr(config, field.name)
+        chosen = field.name in settings and value != field.default  # a checkpoint's table repeats defaults
+        if not (chosen or (used_when is not None and used_when(config))):
             continue
         try:
-            plugins.get(kind, getattr(config, field.name))
+            plugins.get(kind, value)
         except PluginError as exc:
             p.add((*path, field.name), str(exc))
 

@@ -158,9 +158,10 @@ COMPONENT_NAME = "microvlm_component"
 def component_name(kind: str, *, used_when: Callable[[Any], bool] | None = None) -> dict[str, Any]:
     """``attrs.field(metadata=component_name("quantizer"))``: the field's value names a component
     of ``kind``; ``microvlm recipe check`` (and every recipe load) refuses a name nobody registered,
-    listing the registered ones. The check runs when the recipe sets the field, or when
-    ``used_when(config)`` says the default is in use (e.g. only ``adapter = "qlora"`` needs a
-    quantizer), so a core-only install does not fail on a default it never uses."""
+    listing the registered ones. The check runs when the recipe sets the field to something other
+    than its default, or when ``used_when(config)`` says the value is in use (e.g. only
+    ``adapter = "qlora"`` needs a quantizer), so a core-only install does not fail on a default it
+    never uses, even where a checkpoint's ``model.toml`` spells every default out."""
     return {COMPONENT_NAME: (kind, used_when)}
 
 
