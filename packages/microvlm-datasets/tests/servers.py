@@ -74,6 +74,7 @@ class FileServer:
     flaky: dict[str, int] = attrs.Factory(dict)
     ignore_range: set[str] = attrs.Factory(set)
     stall: dict[str, int] = attrs.Factory(dict)
+    stall_all: bool = False  # stall the retries too (sending nothing more) until this is turned off
     requests: Counter[str] = attrs.Factory(Counter)  # GETs per path
     ranges: list[tuple[str, str | None]] = attrs.Factory(list)  # (path, Range header) per GET
     port: int = 0
@@ -123,8 +124,8 @@ class FileServer:
                 self.end_headers()
                 if path in server.slow:
                     time.sleep(server.slow[path])
-                if path in server.stall and count == 1:
-                    self.wfile.write(body[: server.stall[path]])
+                if path in server.stall and (count == 1 or server.stall_all):
+                    self.wfile.write(body[: server.stall[path]] if count == 1 else b"")
                     self.wfile.flush()
                     server._stopping.wait(60)
                     self.close_connection = True
