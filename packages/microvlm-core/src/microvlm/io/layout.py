@@ -180,6 +180,17 @@ def load_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``hashlib`` algorithm name), read 1 MiB at a time."""
+    import hashlib
+
+    digest = hashlib.new(algorithm)
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -18,7 +18,6 @@ the exporter named in it is asked to load it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -33,6 +32,7 @@ from microvlm.io.layout import (
     WEIGHTS,
     CheckpointError,
     atomic_directory,
+    file_digest,
     first_line,
     load_meta,
 )
@@ -45,15 +45,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "microvlm-export"  # manifest "format"
 FORMAT_VERSION = 1
-_CHUNK = 1 << 20  # bytes read at a time when hashing
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -65,7 +56,7 @@ def _files(directory: Path) -> dict[str, dict[str, Any]]:
         if path.is_file():
             found[path.relative_to(directory).as_posix()] = {
                 "bytes": path.stat().st_size,
-                "sha256": sha256(path),
+                "sha256": file_digest(path),
             }
     return found
 
@@ -147,7 +138,7 @@ def _manifest(
     record: dict[str, Any] = {"path": str(source)} if source is not None else {}
     weights = Path(source) / WEIGHTS if source is not None else None
     if weights is not None and weights.is_file():
-        record["weights_sha256"] = sha256(weights)
+        record["weights_sha256"] = file_digest(weights)
     if source is not None and (Path(source) / META).is_file():
         recipe = load_meta(Path(source)).get("recipe")
         if isinstance(recipe, str) and recipe:
@@ -216,7 +207,7 @@ def verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
             raise CheckpointError(
                 f"{path}: {size} bytes, {MANIFEST} says {entry['bytes']}; the file is damaged or was changed"
             )
-        if sha256(path) != entry["sha256"]:
+        if file_digest(path) != entry["sha256"]:
             raise CheckpointError(
                 f"{path}: its sha256 does not match {MANIFEST}; the file is damaged or was changed"
             )

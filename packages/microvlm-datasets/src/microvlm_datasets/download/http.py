@@ -16,7 +16,6 @@ https://www.rfc-editor.org/rfc/rfc9110#name-range-requests; the standard library
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Literal
 import attrs
 
 from microvlm.errors import MicroVLMError
+from microvlm.io.layout import file_digest
 from microvlm_datasets.download.sources import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,6 @@ def destination(folder: Path, relative: str) -> Path:
     if not relative or rel.is_absolute() or ".." in rel.parts or "\\" in relative:
         raise DownloadError(f"catalogue path {relative!r} must be a relative path without '..'")
     return folder.joinpath(*rel.parts)
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _expected_digests(file: RemoteFile) -> list[tuple[str, str]]:
@@ -264,5 +255,4 @@ __all__ = [
     "apply_mirrors",
     "destination",
     "fetch_file",
-    "file_digest",
 ]
