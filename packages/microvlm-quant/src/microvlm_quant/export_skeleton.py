@@ -11,7 +11,6 @@ Non-persistent buffers computed at construction (rotary ``inv_freq``) are rebuil
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from itertools import chain
 from typing import Any
@@ -22,31 +21,6 @@ from torch import nn
 from microvlm.io.layout import CheckpointError
 from microvlm_quant.bitlinear import TernaryLinear
 from microvlm_quant.int8 import Int8Embedding, Int8Linear
-
-
-@functools.cache
-def _quantized_class(base_cls: type) -> type:
-    """``base_cls`` (a LanguageModel class) with a ``dtype`` read from its int8 embedding."""
-
-    class QuantizedLanguageModel(base_cls):  # type: ignore[misc, valid-type]
-        @property
-        def dtype(self) -> torch.dtype:
-            embedding = self.base_model.get_input_embeddings()
-            return embedding.dtype if isinstance(embedding, Int8Embedding) else super().dtype
-
-    QuantizedLanguageModel.__name__ = QuantizedLanguageModel.__qualname__ = f"Quantized{base_cls.__name__}"
-    return QuantizedLanguageModel
-
-
-def _quantized_language_model(lm: Any) -> Any:
-    """``lm`` with a ``dtype`` that does not read the embedding's (int8, not float) table.
-
-    Core's ``LanguageModel.dtype`` is ``get_input_embeddings().weight.dtype``, which an
-    :class:`Int8Embedding` has no float answer to; until core reads a compute dtype that does
-    not need a float table, the loaded LLM gets this subclass (same state, same methods).
-    """
-    lm.__class__ = _quantized_class(type(lm))
-    return lm
 
 
 def swap_quantized(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> set[str]:
@@ -123,8 +97,6 @@ def materialise(
         model.get_submodule(head).weight = model.get_submodule(embedding).weight  # the same tensor
     rebuild_buffers(model)
     check_complete(model, source)
-    if isinstance(model.get_submodule(embedding), Int8Embedding):
-        _quantized_language_model(model.llm)
     model.requires_grad_(False)
     return model.eval()
 

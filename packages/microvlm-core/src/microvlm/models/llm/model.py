@@ -141,8 +141,12 @@ class LanguageModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the input embeddings, which the decoder's inputs are cast to."""
-        return self.base_model.get_input_embeddings().weight.dtype
+        """Dtype of the input embeddings, which the decoder's inputs are cast to: the table's own,
+        or, for a quantised table that states the dtype it outputs (a ``dtype`` attribute, as
+        microvlm-quant's int8 embedding has), that one."""
+        embedding = self.base_model.get_input_embeddings()
+        stated = getattr(embedding, "dtype", None)
+        return stated if isinstance(stated, torch.dtype) else embedding.weight.dtype
 
     # -- tokenizer ---------------------------------------------------------------------
 
